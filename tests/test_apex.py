@@ -123,3 +123,28 @@ def test_max_flow_uses_the_flow_function():
   clip = _clip([0, 1, 6, 3, 2])
   assert apex.detect_apex("max_flow", clip, flow_fn=flow_fn) == 2
   assert len(calls) == 4  # every frame after the onset
+
+
+def _plan(onset, apex_frame, offset, first, last, **settings):
+  from data_prep.composite import CompositeSample
+  from data_prep.samples import SampleSettings, plan_apex
+
+  sample = CompositeSample("casme2", "sub12", "EP09_02", 0, Path("clips/sub12/EP09_02"),
+                           _annotation(onset, apex_frame, offset))
+  return plan_apex(_frames(first, last), sample, SampleSettings(backend="tvl1", **settings))
+
+
+def test_plan_uses_the_fallback_only_where_the_annotation_is_unusable():
+  plan = _plan(66, 70, 106, 66, 106, apex_fallback="xia_std")
+  assert (plan.method, plan.position, plan.problem) == ("annotated", 4, None)
+  plan = _plan(66, 120, 106, 66, 106, apex_fallback="xia_std")  # apex after the offset
+  assert (plan.method, plan.position) == ("xia_std", None)
+  assert plan.problem.startswith("annotated apex unusable (coding.xlsx row 9: apex 120")
+  # CASME II sub12/EP09_02: annotated 16..101, folder 161..206: the whole folder is searched.
+  plan = _plan(16, 59, 101, 161, 206, apex_fallback="middle")
+  assert (plan.method, plan.segment.onset, plan.segment.offset) == ("middle", 0, 45)
+  assert "whole clip searched" in plan.problem
+  with pytest.raises(InputError, match="lies outside the frames present 161..206"):
+    _plan(16, 59, 101, 161, 206)
+  plan = _plan(66, 70, 106, 66, 106, apex="xia_std")  # a detector ignores the annotated apex
+  assert (plan.method, plan.position, plan.problem) == ("xia_std", None, None)
