@@ -102,18 +102,19 @@ def plan_apex(frames: ClipFrames, sample: CompositeSample, settings: SampleSetti
   """Checks the annotation against the frames present; no image is read.
 
   Where the annotated frames are unusable (apex missing or outside onset..offset, onset..offset
-  outside the folder), the fallback detector runs on the segment, or on the whole folder when
-  onset..offset is unusable; without a fallback that is an error naming the annotation's row.
+  outside the folder), the fallback detector runs on the segment, or (with the chosen detector if
+  there is one) on the whole folder when onset..offset is unusable; without a detector to fall
+  back on that is an error naming the annotation's row.
   """
   try:
     segment = apex_lib.resolve_segment(frames, sample.annotation)
   except InputError as error:
-    if settings.apex_fallback is None:
+    detector = settings.apex if settings.apex != "annotated" else settings.apex_fallback
+    if detector is None:
       raise
     whole = dataclasses.replace(sample.annotation, onset=None, apex=None, offset=None)
     problem = f"annotated frames unusable, whole clip searched ({error})"
-    return ApexPlan(apex_lib.resolve_segment(frames, whole), settings.apex_fallback, None,
-                    (problem,), problem)
+    return ApexPlan(apex_lib.resolve_segment(frames, whole), detector, None, (problem,), problem)
   if settings.apex != "annotated":
     return ApexPlan(segment, settings.apex, None, segment.notes)
   try:

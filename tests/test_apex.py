@@ -146,5 +146,7 @@ def test_plan_uses_the_fallback_only_where_the_annotation_is_unusable():
   assert "whole clip searched" in plan.problem
   with pytest.raises(InputError, match="lies outside the frames present 161..206"):
     _plan(16, 59, 101, 161, 206)
+  plan = _plan(16, 59, 101, 161, 206, apex="xia_std")  # the chosen detector, on the whole folder
+  assert (plan.method, plan.segment.offset) == ("xia_std", 45)
   plan = _plan(66, 70, 106, 66, 106, apex="xia_std")  # a detector ignores the annotated apex
   assert (plan.method, plan.position, plan.problem) == ("xia_std", None, None)

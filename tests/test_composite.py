@@ -153,6 +153,13 @@ def test_cli_input_errors(composite_tree, capsys, tmp_path):
   assert "--apex: unknown choice 'peak'" in capsys.readouterr().err
   assert build.main(["--dry-run", "--datasets=vis"]) == 1
   assert "unknown dataset(s) ['vis']" in capsys.readouterr().err
+  smic = f"--smic={composite_tree['smic']}"
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--frame-table=smic"]) == 1
+  assert "--frame-table: expected DATASET=CSV or DATASET=none, got 'smic'" in capsys.readouterr().err
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=220"]) == 1
+  assert "--size: '220' is not ROWSxCOLS" in capsys.readouterr().err
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--crop=vis=haar"]) == 1
+  assert "--crop: unknown dataset 'vis'" in capsys.readouterr().err
   two_sheets = tmp_path / "CASME2"
   shutil.copytree(composite_tree["casme2"].parent, two_sheets)
   shutil.copy(composite_tree["casme2_sheet"], two_sheets / "CASME2-coding-20190701.xlsx")
