@@ -101,13 +101,19 @@ def annotated_apex(frames: ClipFrames, annotation: Annotation, segment: Segment
 
 
 def xia_std_scores(images: np.ndarray) -> np.ndarray:
-  """Std over pixels (N-1 normalised) of each frame's difference from the first; `[K, H, W]` -> `[K]`."""
+  """Std over pixels (N-1 normalised) of each frame's difference from the first.
+
+  Args:
+    images: `[K, H, W]`, onset first.
+  Returns:
+    `[K]` float64 scores (0 for the onset itself).
+  """
   difference = images.astype(np.float64) - images[:1].astype(np.float64)
   return difference.reshape(len(images), -1).std(axis=1, ddof=1)
 
 
 def xia_std_apex(images: np.ndarray) -> int:
-  """Position of the frame most different from the onset (first maximum); the middle if none differs."""
+  """Position of the frame most different from the onset (first maximum); middle if none differs."""
   scores = xia_std_scores(images)
   if scores.max() <= 0:
     return middle_position(len(images))
@@ -134,8 +140,8 @@ def strcn_apex(images: np.ndarray, *, index_quirk: bool = False) -> int:
 
 
 def middle_position(count: int) -> int:
-  """`onset + (offset - onset) // 2` for K contiguous frames."""
-  return (count - 1) // 2
+  """`onset + (offset - onset) // 2` for K contiguous frames, but never the onset itself."""
+  return max((count - 1) // 2, 1)
 
 
 def max_flow_apex(images: np.ndarray, flow_fn: FlowFn, border: int = MAX_FLOW_BORDER) -> int:

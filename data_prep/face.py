@@ -83,7 +83,8 @@ def face_box(detection: Box, image_shape: tuple[int, ...], *, margin: float = DE
     box_height = box_width * aspect
   else:
     box_width = box_height / aspect
-  centre_row, centre_col = (detection.top + detection.bottom) / 2, (detection.left + detection.right) / 2
+  centre_row = (detection.top + detection.bottom) / 2
+  centre_col = (detection.left + detection.right) / 2
   rows, cols = image_shape[:2]
   top = _fit(centre_row - box_height / 2, box_height, rows)
   left = _fit(centre_col - box_width / 2, box_width, cols)

@@ -89,7 +89,7 @@ def write_manifest(directory: str | Path, entries: Sequence[Mapping[str, Any]],
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-  """Writes via a temporary file in the same folder and a rename, so readers never see half a file."""
+  """Writes via a temporary file in the same folder and a rename: readers never see half a file."""
   handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(handle, "w") as stream:
@@ -138,7 +138,7 @@ class FlowMapBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """
 
   VERSION = tfds.core.Version(DATASET_VERSION)
-  RELEASE_NOTES = {DATASET_VERSION: "Full-resolution float16 [u, v, strain] maps with sample metadata."}
+  RELEASE_NOTES = {DATASET_VERSION: "Full-resolution float16 [u, v, strain] maps and metadata."}
   DESCRIPTION = "Optical-flow maps between onset and apex frames of micro-expression clips."
   HOMEPAGE = ""
   CITATION = ""

@@ -19,7 +19,8 @@ from data_prep import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".bmp", ".png", ".tif", ".tiff"})
 TRAILING_DIGITS = re.compile(r"(\d+)$")
-SUBJECT_FOLDERS = {"casme2": re.compile(r"^sub(\d+)$", re.IGNORECASE), "samm": re.compile(r"^(\d+)$")}
+SUBJECT_FOLDERS = {"casme2": re.compile(r"^sub(\d+)$", re.IGNORECASE),
+                   "samm": re.compile(r"^(\d+)$")}
 # How deep below the given folder the subject folders may sit (e.g. CASME2/Cropped/sub01).
 LAYOUT_SEARCH_DEPTH = 3
 

@@ -11,7 +11,8 @@ from rcn_jax.protocol import CLASS_NAMES
 
 from data_prep import InputError
 
-NEGATIVE, POSITIVE, SURPRISE = (CLASS_NAMES.index(name) for name in ("negative", "positive", "surprise"))
+NEGATIVE, POSITIVE, SURPRISE = (CLASS_NAMES.index(name)
+                                 for name in ("negative", "positive", "surprise"))
 
 EMOTION_CLASSES: dict[str, dict[str, int | None]] = {
     "casme2": {

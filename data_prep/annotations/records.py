@@ -36,7 +36,7 @@ class Annotation:
 
 
 def normalise_header(name: Any) -> str:
-  """Header cells compare without case or spaces: SAMM writes `Onset Frame`, CASME II `OnsetFrame`."""
+  """Header cells compare without case or spaces (SAMM `Onset Frame`, CASME II `OnsetFrame`)."""
   if name is None:
     return ""
   return re.sub(r"\s+", "", str(name)).lower()
