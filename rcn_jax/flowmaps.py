@@ -15,6 +15,7 @@ import numpy as np
 
 MIN_RESOLUTION = 20
 MAX_RESOLUTION = 300
+_CONSTANT_TOLERANCE = 16 * float(np.finfo(np.float32).eps)
 
 
 def resize_area(flow_map: np.ndarray, resolution: int) -> np.ndarray:
@@ -31,11 +32,17 @@ def resize_area(flow_map: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def normalise_min_max(maps: np.ndarray) -> np.ndarray:
-  """Per-channel min-max of `[..., H, W, C]` over H and W to [0, 1]; a constant channel gives 0."""
+  """Per-channel min-max of `[..., H, W, C]` over H and W to [0, 1]; a constant channel gives 0.
+
+  A channel counts as constant when its range is within float32 rounding of its magnitude: an
+  area resize of a constant leaves ~1e-7 relative ripples that min-max would blow up to 0..1.
+  """
   maps = np.asarray(maps, np.float32)
   low = maps.min(axis=(-3, -2), keepdims=True)
-  span = maps.max(axis=(-3, -2), keepdims=True) - low
-  return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+  high = maps.max(axis=(-3, -2), keepdims=True)
+  span = high - low
+  varies = span > _CONSTANT_TOLERANCE * np.maximum(np.abs(low), np.abs(high))
+  return np.where(varies, (maps - low) / np.where(varies, span, 1.0), 0.0).astype(np.float32)
 
 
 def to_png(network_input: np.ndarray) -> np.ndarray:
