@@ -23,6 +23,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from rcn_jax.protocol import DATASETS, ListedSample, read_official_list
 
@@ -32,9 +35,12 @@ from data_prep.annotations import shipped_smic_table
 from data_prep.composite import CompositeSample, MatchReport, join_composite, read_dataset_inputs
 from data_prep.frames import list_frames
 from data_prep.samples import (CROP_MODES, FlowFn, SampleOutcome, SampleSettings, cache_path,
-                               compute_sample, load_cached, plan_apex)
+                               compute_sample, finish_sample, load_cached, plan_apex,
+                               prepare_sample)
 
 DEFAULT_BACKEND = "tvl1"
+DEFAULT_BATCH_SIZE = 64
+BatchFlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # [B, H, W] x2 -> [B, H, W, 3]
 SHEET_PATTERNS = {  # file-name globs of each release's sheet, searched in the dataset folder
     "casme2": ("*CASME2*coding*.xlsx", "*casme2*coding*.xlsx"),
     "samm": ("*SAMM*FACS*.xlsx", "*samm*facs*.xlsx"),
@@ -45,10 +51,6 @@ SHEET_SEARCH_DEPTH = 2
 
 def default_data_dir() -> str:
   return os.environ.get("RCN_JAX_DATA_DIR", str(Path.home() / ".cache" / "rcn_jax"))
-
-
-def default_workers(backend: str) -> int:
-  return 1 if backend.startswith("jax") else os.cpu_count() or 1
 
 
 def per_dataset(value: str, choices: Sequence[str], option: str) -> dict[str, str]:
@@ -144,28 +146,61 @@ def frame_problems(composite: Sequence[CompositeSample],
   return problems
 
 
-def compute_all(jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]], flow_fn: FlowFn,
-                workers: int, progress: bool) -> dict[tuple[str, str, str], SampleOutcome]:
-  """Computes the uncached samples, in worker processes when `workers > 1`."""
-  import tqdm  # deferred: the dry run needs no progress bar
-
-  outcomes = {}
-  bar = tqdm.tqdm(total=len(jobs), desc="flow maps", unit="sample", disable=not progress)
+def run_jobs(function: Callable, jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]],
+             flow_fn: FlowFn, workers: int, bar) -> dict[tuple[str, str, str], Any]:
+  """`function(sample, settings, flow_fn, path)` for every job, in worker processes if `workers > 1`."""
+  results = {}
   if workers <= 1:
     for sample, settings, path in jobs:
-      outcomes[_key(sample)] = compute_sample(sample, settings, flow_fn, path)
+      results[_key(sample)] = function(sample, settings, flow_fn, path)
       bar.update()
-  else:
-    # spawn: forking a process that runs OpenCV or JAX threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=_single_threaded) as pool:
-      futures = {pool.submit(compute_sample, sample, settings, flow_fn, path): sample
-                 for sample, settings, path in jobs}
-      for future in concurrent.futures.as_completed(futures):
-        outcomes[_key(futures[future])] = future.result()
-        bar.update()
-  bar.close()
+    return results
+  # spawn: forking a process that runs OpenCV or JAX threads can deadlock.
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
+                                              initializer=_single_threaded) as pool:
+    futures = {pool.submit(function, sample, settings, flow_fn, path): sample
+               for sample, settings, path in jobs}
+    for future in concurrent.futures.as_completed(futures):
+      results[_key(futures[future])] = future.result()
+      bar.update()
+  return results
+
+
+def compute_all(jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]], flow_fn: FlowFn,
+                workers: int, progress: bool, batch_flow_fn: BatchFlowFn | None = None,
+                batch_size: int = 64) -> dict[tuple[str, str, str], SampleOutcome]:
+  """Computes the uncached samples.
+
+  Without `batch_flow_fn`, each worker computes whole samples. With it (the JAX backends), the
+  workers prepare the frame pairs and the flow is solved here, `batch_size` pairs per call (the
+  last chunk padded so every call reuses one compilation), caching each chunk as it finishes.
+  """
+  import tqdm  # deferred: the dry run needs no progress bar
+
+  if batch_flow_fn is None:
+    with tqdm.tqdm(total=len(jobs), desc="flow maps", unit="sample", disable=not progress) as bar:
+      return run_jobs(compute_sample, jobs, flow_fn, workers, bar)
+  with tqdm.tqdm(total=len(jobs), desc="frames", unit="sample", disable=not progress) as bar:
+    prepared = run_jobs(prepare_sample, jobs, flow_fn, workers, bar)
+  outcomes, by_shape = {}, {}
+  for sample, _, _ in jobs:
+    outcome, pair = prepared[_key(sample)]
+    if pair is None:
+      outcomes[_key(sample)] = outcome
+    else:
+      by_shape.setdefault(pair[0].shape, []).append((outcome, pair))
+  with tqdm.tqdm(total=sum(map(len, by_shape.values())), desc="flow maps", unit="sample",
+                 disable=not progress) as bar:
+    for ready in by_shape.values():
+      for start in range(0, len(ready), batch_size):
+        chunk = ready[start:start + batch_size]
+        padded = chunk + [chunk[0]] * (min(batch_size, len(ready)) - len(chunk))
+        maps = batch_flow_fn(np.stack([pair[0] for _, pair in padded]),
+                             np.stack([pair[1] for _, pair in padded]))
+        for (outcome, pair), flow_map in zip(chunk, maps):
+          outcomes[_key(outcome)] = finish_sample(outcome, pair[0].shape, flow_map)
+        bar.update(len(chunk))
   return outcomes
 
 
@@ -182,8 +217,9 @@ def _key(sample: CompositeSample | SampleOutcome) -> tuple[str, str, str]:
 
 def build_dataset(composite: Sequence[CompositeSample], settings: Mapping[str, SampleSettings],
                   flow_fn: FlowFn, *, out_dir: str | Path, cache_dir: str | Path | None = None,
-                  workers: int = 1, allow_missing: bool = False, progress: bool = True
-                  ) -> tuple[list[SampleOutcome], Path | None]:
+                  workers: int = 1, allow_missing: bool = False, progress: bool = True,
+                  batch_flow_fn: BatchFlowFn | None = None,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[SampleOutcome], Path | None]:
   """Computes (or takes from the cache) every sample's map and writes the `megc2019` dataset.
 
   Args:
@@ -195,6 +231,9 @@ def build_dataset(composite: Sequence[CompositeSample], settings: Mapping[str, S
     workers: worker processes (1: in this process); `flow_fn` must pickle when > 1.
     allow_missing: write the dataset without failed samples instead of raising.
     progress: show a progress bar.
+    batch_flow_fn: `(onsets [B, H, W], apexes [B, H, W]) -> [B, H, W, 3]`, solving pairs in batches
+      in this process (the JAX backends); `flow_fn` then serves only the max_flow apex detector.
+    batch_size: pairs per `batch_flow_fn` call.
   Returns:
     Every sample's outcome, in list order, and the dataset folder (None if nothing was built).
   """
@@ -214,7 +253,7 @@ def build_dataset(composite: Sequence[CompositeSample], settings: Mapping[str, S
       jobs.append((sample, settings[sample.dataset], path))
     else:
       outcomes[_key(sample)] = cached
-  outcomes.update(compute_all(jobs, flow_fn, workers, progress))
+  outcomes.update(compute_all(jobs, flow_fn, workers, progress, batch_flow_fn, batch_size))
   ordered = [outcomes[_key(sample)] for sample in composite]
   failures = [o for o in ordered if o.error is not None]
   if failures and not allow_missing:
@@ -243,14 +282,16 @@ class BuildFailed(InputError):
     self.outcomes = list(outcomes)
 
 
-def make_flow_fn(backend: str) -> FlowFn:
-  """The flow function of a named backend (picklable, for worker processes)."""
-  from data_prep.flow import BACKENDS
-  from data_prep.flowmap import compute_flow_map
+def make_flow_fns(backend: str) -> tuple[FlowFn, BatchFlowFn | None]:
+  """The per-pair flow-map function of a named backend (picklable, for worker processes), and for
+  the JAX backends the batched one."""
+  from data_prep.flow import BACKENDS, JAX_BACKENDS
+  from data_prep.flowmap import compute_flow_map, compute_flow_maps
 
   if backend not in BACKENDS:
     raise InputError(f"--backend: unknown backend {backend!r}; expected one of {list(BACKENDS)}")
-  return functools.partial(compute_flow_map, backend=backend)
+  batched = functools.partial(compute_flow_maps, backend=backend) if backend in JAX_BACKENDS else None
+  return functools.partial(compute_flow_map, backend=backend), batched
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -296,9 +337,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--size", default="220x200",
                       help="frame size ROWSxCOLS before flow, or none (default: 220x200, "
                       "as the authors)")
-  parser.add_argument("--workers", type=int,
-                      help="worker processes for the flow (default: one per core; 1 for the JAX "
-                      "backends, which use the accelerator from one process)")
+  parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="worker processes for frames, crops and (OpenCV backends) flow; the "
+                      "JAX backends solve the flow batched in the main process (default: one per "
+                      "core)")
+  parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                      help=f"pairs per batched flow call of the JAX backends (default: "
+                      f"{DEFAULT_BATCH_SIZE})")
   parser.add_argument("--allow-missing", action="store_true",
                       help="proceed without samples that are unmatched, whose label disagrees, or "
                       "that fail (all listed in the report) instead of stopping")
@@ -338,11 +383,13 @@ def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None) -> 
       print(json.dumps(match.to_json(), indent=1), file=sys.stderr)
       raise InputError("some listed samples are unmatched or disagree in label (report above); "
                        "rerun with --allow-missing to build without them")
-    flow_fn = flow_fn or make_flow_fn(args.backend)
+    batch_flow_fn = None
+    if flow_fn is None:
+      flow_fn, batch_flow_fn = make_flow_fns(args.backend)
     outcomes, dataset_dir = build_dataset(
         composite, settings, flow_fn, out_dir=args.out, cache_dir=args.cache_dir,
-        workers=args.workers or default_workers(args.backend),
-        allow_missing=args.allow_missing, progress=not args.no_progress)
+        workers=args.workers, allow_missing=args.allow_missing,
+        progress=not args.no_progress, batch_flow_fn=batch_flow_fn, batch_size=args.batch_size)
   except BuildFailed as error:
     _write_report(listed, error.outcomes, match, started, None, args)
     print(f"error: {error}", file=sys.stderr)
@@ -353,10 +400,8 @@ def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None) -> 
   _write_report(listed, outcomes, match, started, dataset_dir, args)
   if args.export and dataset_dir is not None:
     from data_prep.export import export_official_layout
-    from rcn_jax.flowmaps import to_network_input
 
-    paths = export_official_layout(dataset_dir, args.export, resolution=args.export_resolution,
-                                   normalise=to_network_input)
+    paths = export_official_layout(dataset_dir, args.export, resolution=args.export_resolution)
     print(f"exported {len(paths)} maps to {args.export}")
   return 0
 

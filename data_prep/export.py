@@ -1,35 +1,31 @@
 """Export of a flow-map dataset in the layout of the official RCN release's inputs.
 
-One 3-channel PNG per sample, `<dataset>_<subject>_<sample>.png` (R, G, B = u, v, strain after
-resizing and per-channel min-max, times 255 truncated to uint8, as the first author's benchmark
-code saves them), per-subject LOSO lists `<subject>_train.txt` / `<subject>_test.txt` with lines
+One 3-channel PNG per sample, `<dataset>_<subject>_<sample>.png` (R, G, B = u, v, strain of
+`rcn_jax.flowmaps.to_network_input`, 8-bit: reading a PNG back gives exactly the network input of
+`to_network_input(..., png_round_trip=True)`), per-subject LOSO lists `<subject>_train.txt` / `<subject>_test.txt` with lines
 `<png path> <label> <dataset id>`, and `video442subName.txt` with the subjects in list order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from rcn_jax import flowmaps
 
 DATASET_IDS = {"casme2": 0, "smic": 1, "samm": 2}  # the release's `dbid`
 SUBJECTS_FILE = "video442subName.txt"
 IMAGE_FOLDER = "flow"
 
-Normalise = Callable[[np.ndarray, int], np.ndarray]
 
-
-def export_official_layout(dataset_dir: str | Path, out_dir: str | Path, *, resolution: int,
-                           normalise: Normalise) -> list[Path]:
+def export_official_layout(dataset_dir: str | Path, out_dir: str | Path, *,
+                           resolution: int) -> list[Path]:
   """Writes the PNGs and LOSO lists of every sample of a flow-map dataset.
 
   Args:
     dataset_dir: a `megc2019` (or synthetic) dataset folder, `<data_dir>/<name>/<config>/<version>`.
     out_dir: where to write; PNGs go to `<out_dir>/flow/`.
-    resolution: side of the square maps.
-    normalise: `(flow [H, W, 3], resolution) -> [r, r, 3]` in [0, 1], e.g.
-      `rcn_jax.flowmaps.to_network_input`.
+    resolution: side of the square maps (20..300).
   Returns:
     The PNG paths, in dataset order.
   """
@@ -42,8 +38,8 @@ def export_official_layout(dataset_dir: str | Path, out_dir: str | Path, *, reso
   rows, paths = [], []
   for example in source:
     dataset, subject, sample = (example[key].decode() for key in ("dataset", "subject", "sample"))
-    image = np.asarray(normalise(np.asarray(example["flow"], np.float32), resolution))
-    pixels = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)  # truncation, as the release
+    network_input = flowmaps.to_network_input(np.asarray(example["flow"], np.float32), resolution)
+    pixels = flowmaps.to_png(network_input)
     relative = Path(IMAGE_FOLDER) / f"{dataset}_{subject}_{sample}.png"
     cv2.imwrite(str(out_dir / relative), pixels[..., ::-1])  # OpenCV writes BGR
     rows.append((subject, f"{relative} {int(example['label'])} {DATASET_IDS[dataset]}"))

@@ -178,22 +178,49 @@ def prepare_pair(sample: CompositeSample, settings: SampleSettings,
   return load(segment.onset), load(position), info
 
 
-def compute_sample(sample: CompositeSample, settings: SampleSettings, flow_fn: FlowFn,
-                   path: Path) -> SampleOutcome:
-  """Computes one sample's map and caches it at `path`; input problems become a failed outcome."""
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def prepare_sample(sample: CompositeSample, settings: SampleSettings, flow_fn: FlowFn,
+                   path: Path) -> tuple[SampleOutcome, Pair | None]:
+  """Frames, apex and crop of one sample; input problems become a failed outcome.
+
+  Returns:
+    The outcome (info filled in, or the error) and the (onset, apex) frames, None if it failed.
+  """
   outcome = blank_outcome(sample, path)
   try:
     onset, apex, info = prepare_pair(sample, settings, flow_fn)
-    flow = np.asarray(flow_fn(onset, apex), dtype=np.float32)
-    if flow.shape != onset.shape + (3,):
-      raise InputError(f"{sample.clip_dir}: flow function returned shape {flow.shape}, expected "
-                       f"{onset.shape + (3,)}")
-    if not np.all(np.isfinite(flow)):
-      raise InputError(f"{sample.clip_dir}: flow map has non-finite values")
   except InputError as error:
-    return dataclasses.replace(outcome, error=str(error))
-  save_atomic(path, flow, info)
-  return dataclasses.replace(outcome, info=info)
+    return dataclasses.replace(outcome, error=str(error)), None
+  return dataclasses.replace(outcome, info=info), (onset, apex)
+
+
+def finish_sample(outcome: SampleOutcome, frame_shape: tuple[int, ...],
+                  flow_map: np.ndarray) -> SampleOutcome:
+  """Checks a computed map `[H, W, 3]` and caches it at the outcome's path."""
+  flow_map = np.asarray(flow_map, dtype=np.float32)
+  where = f"{outcome.dataset} {outcome.subject}/{outcome.sample}"
+  if flow_map.shape != tuple(frame_shape) + (3,):
+    return dataclasses.replace(outcome, error=f"{where}: flow map has shape {flow_map.shape}, "
+                               f"expected {tuple(frame_shape) + (3,)}")
+  if not np.all(np.isfinite(flow_map)):
+    return dataclasses.replace(outcome, error=f"{where}: flow map has non-finite values")
+  save_atomic(outcome.path, flow_map, outcome.info)
+  return outcome
+
+
+def compute_sample(sample: CompositeSample, settings: SampleSettings, flow_fn: FlowFn,
+                   path: Path) -> SampleOutcome:
+  """Computes one sample's map and caches it at `path`; input problems become a failed outcome."""
+  outcome, pair = prepare_sample(sample, settings, flow_fn, path)
+  if pair is None:
+    return outcome
+  try:
+    flow_map = flow_fn(*pair)
+  except (InputError, ValueError) as error:  # the backends reject unusable frames (too small)
+    return dataclasses.replace(outcome, error=f"{sample.clip_dir}: {error}")
+  return finish_sample(outcome, pair[0].shape, flow_map)
 
 
 def blank_outcome(sample: CompositeSample, path: Path) -> SampleOutcome:
