@@ -1,15 +1,10 @@
 """Import of official PyTorch RCN weights (a `state_dict`) into rcn-jax variables.
 
-Command line: converts a `.npz` (or, with torch installed, a `.pth`) state_dict into a saved model
-that the rest of rcn-jax loads with `rcn_jax.models.saved.load_model`:
-
-  python -m rcn_jax.models.torch_import --preset=rcn_a --features=16 --pool_size=5 \
-      --input=RCN_A.pth --output=DIR
+The command-line form is `python -m rcn_jax.models.convert`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import flax
@@ -26,12 +21,12 @@ _DEAD_MODULES = {
     "rcn_c": ("dbl.0.conv3.", "ebl."),
     "rcn_p": ("dbl.0.conv3.", "rcls."),
 }
-# The official recurrent-layer module name per layer type.
-_LAYER_MODULES = {"recurrent": r"rcls\.(\d+)", "shortcut": r"dbl\.(\d+)", "embedding": r"ebl()"}
-_LAYER_PARTS = {"ffconv": "feedforward", "rrconv": "recurrent", "conv1": "feedforward",
-                "conv2": "recurrent"}
-_BN_FIELDS = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-              "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+# The official module names of a recurrent layer's two convs, per layer type.
+_LAYER_NAMES = {"recurrent": ("rcls.{i}.", "ffconv", "rrconv"),
+                "shortcut": ("dbl.{i}.", "conv1", "conv2"),
+                "embedding": ("ebl.", "conv1", "conv2")}
+_FIELD_NAMES = {"kernel": "weight", "bias": "bias", "scale": "weight", "mean": "running_mean",
+                "var": "running_var"}
 
 
 def _dead_prefixes(preset: str, reference_quirks: bool) -> tuple[str, ...]:
@@ -41,39 +36,28 @@ def _dead_prefixes(preset: str, reference_quirks: bool) -> tuple[str, ...]:
   return dead
 
 
-def _target(key: str, spec: rcn.Preset) -> tuple[str, tuple[str, ...]] | None:
-  """Maps an official key to (kind, path in the variables) or None when it is not recognised."""
-  if key in ("classifier.weight", "classifier.bias"):
-    return "classifier", ("params", "classifier_" + ("kernel" if key.endswith("weight") else
-                                                     "bias"))
-  module, field = key.rsplit(".", 1)
-  stem = re.fullmatch(r"(conv1|stream[123])\.(\d)", module)
-  if stem:
-    owner = ("stem", "main" if stem.group(1) == "conv1" else stem.group(1))
-    is_conv = stem.group(2) == "0"
+def _official_key(path: tuple[str, ...], layer: str) -> str:
+  """The official state_dict key of the rcn-jax variable at `path` (collection first)."""
+  _, *owner, leaf = path
+  if not owner:
+    return "classifier." + ("weight" if leaf == "classifier_kernel" else "bias")
+  block, part, op = owner
+  is_conv = op == "conv"
+  if block == "stem":
+    module = f"conv1.{0 if is_conv else 1}" if part == "main" else f"{part}.{0 if is_conv else 2}"
   else:
-    layer = re.fullmatch(_LAYER_MODULES[spec.layer] + r"\.(ffconv|rrconv|conv1|conv2)\.(\d)",
-                         module)
-    if not layer:
-      return None
-    owner = (f"layer_{layer.group(1) or 0}", _LAYER_PARTS[layer.group(2)])
-    is_conv = layer.group(3) == "0"
-  if is_conv:
-    if field not in ("weight", "bias"):
-      return None
-    return "conv_" + field, ("params",) + owner + ("conv", "kernel" if field == "weight" else
-                                                   "bias")
-  if field not in _BN_FIELDS:
-    return None
-  collection, name = _BN_FIELDS[field]
-  return "bn", (collection,) + owner + ("bn", name)
+    prefix, feedforward, recurrent = _LAYER_NAMES[layer]
+    index = block.removeprefix("layer_")
+    module = prefix.format(i=index) + (feedforward if part == "feedforward" else recurrent)
+    module += ".0" if is_conv else ".1"
+  return f"{module}.{_FIELD_NAMES[leaf]}"
 
 
-def _convert(kind: str, value: np.ndarray, pool_size: int) -> np.ndarray:
+def _convert(path: tuple[str, ...], value: np.ndarray, pool_size: int) -> np.ndarray:
   """Converts an official tensor to rcn-jax's layout."""
-  if kind == "conv_weight":  # [out, in, kh, kw] -> [kh, kw, in, out]
+  if path[-1] == "kernel":  # conv [out, in, kh, kw] -> [kh, kw, in, out]
     return value.transpose(2, 3, 1, 0)
-  if kind == "classifier" and value.ndim == 2:
+  if path[-1] == "classifier_kernel":
     # Official rows are (channel, row, col) of the NCHW flatten; rcn-jax flattens NHWC (row, col,
     # channel) into a [in, out] kernel.
     classes = value.shape[0]
@@ -112,28 +96,52 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
   abstract = jax.eval_shape(
       lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
                          jnp.zeros((1, 60, 60, 3)), train=False))
-  expected = {path: leaf.shape for path, leaf in flax.traverse_util.flatten_dict(
+  shapes = {path: leaf.shape for path, leaf in flax.traverse_util.flatten_dict(
       flax.core.unfreeze(abstract)).items()}
+  paths = {_official_key(path, spec.layer): path for path in shapes}
   dead = _dead_prefixes(preset, reference_quirks)
   loaded, errors = {}, []
   for key, value in state_dict.items():
     if key.endswith("num_batches_tracked") or key.startswith(dead):
       continue
-    target = _target(key, spec)
-    if target is None or target[1] not in expected:
+    if key not in paths:
       errors.append(f"unknown key {key!r}")
       continue
-    kind, path = target
-    array = _convert(kind, np.asarray(value), pool_size)
-    if array.shape != expected[path]:
-      errors.append(f"key {key!r} has shape {tuple(np.shape(value))}, expected the equivalent of "
-                    f"{expected[path]} ({'/'.join(path)})")
+    path = paths[key]
+    try:
+      array = _convert(path, np.asarray(value), pool_size)
+    except ValueError:
+      array = None
+    if array is None or array.shape != shapes[path]:
+      errors.append(f"key {key!r} has shape {tuple(np.shape(value))}, which does not fit "
+                    f"{'/'.join(path)} {shapes[path]}")
       continue
     loaded[path] = array
-  missing = sorted("/".join(path) for path in expected if path not in loaded)
+  missing = sorted(key for key, path in paths.items() if path not in loaded and
+                   key not in state_dict)
   if missing:
-    errors.append(f"missing weights for {missing}")
+    errors.append(f"missing keys {missing}")
   if errors:
     raise ValueError(f"state_dict does not fit preset {preset!r} (fm {features}, pool "
                      f"{pool_size}, {num_classes} classes): " + "; ".join(errors))
   return model, flax.traverse_util.unflatten_dict(loaded)
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a state_dict from a `.npz` (keys as saved, or under `sd/`) or a `.pth` (needs torch)."""
+  if path.endswith(".npz"):
+    with np.load(path) as archive:
+      keys = [k for k in archive.files if k.startswith("sd/")]
+      if keys:
+        return {k[3:]: archive[k] for k in keys}
+      return {k: archive[k] for k in archive.files}
+  if path.endswith((".pth", ".pt")):
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError as error:
+      raise ImportError(f"{path}: reading .pth files needs torch; save the state_dict as .npz "
+                        "(numpy arrays) instead") from error
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = loaded.get("state_dict", loaded)
+    return {k: v.detach().numpy() for k, v in loaded.items()}
+  raise ValueError(f"{path}: expected a .npz or .pth state_dict")
