@@ -19,7 +19,8 @@ from data_prep import strain as strain_lib
 def to_grey(frame: np.ndarray, name: str) -> np.ndarray:
   """uint8 grey `[H, W]` from uint8 grey `[H, W]` or BGR `[H, W, 3]` (as `cv2.imread` gives)."""
   if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-    raise ValueError(f"{name}: expected a uint8 frame, got {getattr(frame, 'dtype', type(frame).__name__)}")
+    dtype = getattr(frame, "dtype", type(frame).__name__)
+    raise ValueError(f"{name}: expected a uint8 frame, got {dtype}")
   if frame.ndim == 2:
     return frame
   if frame.ndim == 3 and frame.shape[-1] == 3:
@@ -74,5 +75,7 @@ def compute_flow_maps(onsets: np.ndarray, apexes: np.ndarray, *, backend: str = 
   Returns:
     `[B, H, W, 3]` float32.
   """
-  flows = flow_lib.compute_flows(onsets, apexes, backend=backend, config=config, batch_size=batch_size)
-  return np.stack([flow_map_from_flow(flow, strain_method=strain_method, border=border) for flow in flows])
+  flows = flow_lib.compute_flows(onsets, apexes, backend=backend, config=config,
+                                 batch_size=batch_size)
+  return np.stack([flow_map_from_flow(flow, strain_method=strain_method, border=border)
+                   for flow in flows])

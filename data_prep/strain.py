@@ -24,7 +24,8 @@ def _derivatives(field: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray
     # np.gradient: central differences inside, one-sided at the edges; exact on linear fields.
     d_dy, d_dx = np.gradient(field)
     return d_dx, d_dy
-  # Sobel smooths across the derivative; /8 restores per-pixel units (exact inside on linear fields).
+  # Sobel smooths across the derivative; /8 restores per-pixel units (exact inside on linear
+  # fields).
   d_dx = cv2.Sobel(field, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE) / 8.0
   d_dy = cv2.Sobel(field, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE) / 8.0
   return d_dx, d_dy

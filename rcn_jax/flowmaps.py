@@ -21,7 +21,8 @@ _CONSTANT_TOLERANCE = 16 * float(np.finfo(np.float32).eps)
 def resize_area(flow_map: np.ndarray, resolution: int) -> np.ndarray:
   """`[H, W, C]` resized to `[resolution, resolution, C]` float32 by area averaging."""
   if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-    raise ValueError(f"resolution {resolution} outside the supported {MIN_RESOLUTION}..{MAX_RESOLUTION}")
+    raise ValueError(f"resolution {resolution} outside the supported "
+                     f"{MIN_RESOLUTION}..{MAX_RESOLUTION}")
   flow_map = np.asarray(flow_map)
   if flow_map.ndim != 3 or flow_map.shape[-1] != 3:
     raise ValueError(f"flow map: expected [H, W, 3], got shape {flow_map.shape}")
@@ -57,7 +58,8 @@ def from_png(image: np.ndarray) -> np.ndarray:
   return np.asarray(image, np.float32) / 255.0
 
 
-def to_network_input(flow_map: np.ndarray, resolution: int, *, png_round_trip: bool = False) -> np.ndarray:
+def to_network_input(flow_map: np.ndarray, resolution: int, *,
+                     png_round_trip: bool = False) -> np.ndarray:
   """The network input of one stored flow map.
 
   Args:
@@ -75,4 +77,5 @@ def to_network_inputs(flow_maps, resolution: int, *, png_round_trip: bool = Fals
   """`to_network_input` over a sequence of maps (of any sizes): `[N, resolution, resolution, 3]`."""
   if len(flow_maps) == 0:
     return np.zeros((0, resolution, resolution, 3), np.float32)
-  return np.stack([to_network_input(m, resolution, png_round_trip=png_round_trip) for m in flow_maps])
+  return np.stack([to_network_input(m, resolution, png_round_trip=png_round_trip)
+                   for m in flow_maps])

@@ -37,7 +37,7 @@ NOISE_LIMIT = {"tvl1": 0.03, "jax_tvl1": 0.03, "jax_c2f_charbonnier": 0.08,
 
 @dataclasses.dataclass(frozen=True)
 class PairLimits:
-  """Micro-expression pair: EPE on moving pixels, EPE overall, strain correlation (clean / noisy)."""
+  """Micro-expression pair limits: EPE on moving pixels, EPE overall, strain correlation."""
   epe_moving: float
   epe_all: float
   strain_r: float
@@ -156,7 +156,7 @@ def test_sub_pixel_translations(solve, backend):
 def test_identical_frames(solve, backend):
   flow = solve(backend)["identical"]
   if backend == "farneback":
-    # OpenCV's Farneback moves the bottom rows even here (flow.md section 6.6); the interior is still.
+    # OpenCV's Farneback moves the bottom rows even here (flow.md section 6.6); not the interior.
     assert np.abs(_interior(flow)).max() < 0.01
   else:
     assert np.all(flow == 0.0)
@@ -190,7 +190,8 @@ def test_jax_tvl1_matches_opencv(solve, pairs):
 
 
 def test_lorentzian_and_charbonnier_are_different_solvers(solve):
-  difference = solve("jax_c2f_lorentzian")["expression_noisy"] - solve("jax_c2f_charbonnier")["expression_noisy"]
+  lorentzian = solve("jax_c2f_lorentzian")["expression_noisy"]
+  difference = lorentzian - solve("jax_c2f_charbonnier")["expression_noisy"]
   assert np.abs(difference).mean() > 1e-3
 
 
@@ -207,15 +208,24 @@ def test_compute_flow_rejects_bad_input():
   with pytest.raises(TypeError, match="takes a TVL1Config"):
     flow_lib.compute_flow(frame, frame, backend="tvl1", config=coarse2fine_jax.CHARBONNIER)
   with pytest.raises(ValueError, match="needs penalty 'charbonnier'"):
-    flow_lib.compute_flow(frame, frame, backend="jax_c2f_charbonnier", config=coarse2fine_jax.LORENTZIAN)
+    flow_lib.compute_flow(frame, frame, backend="jax_c2f_charbonnier",
+                          config=coarse2fine_jax.LORENTZIAN)
   with pytest.raises(ValueError, match="batch_size"):
     flow_lib.compute_flows(frame[None], frame[None], backend="jax_tvl1", batch_size=0)
   with pytest.raises(ValueError, match="unknown penalty 'huber'"):
     coarse2fine_jax.RobustFlowConfig(penalty="huber")
 
 
+def test_empty_batch():
+  empty = np.zeros((0, 32, 40), np.uint8)
+  for backend in ("tvl1", "jax_tvl1"):
+    assert flow_lib.compute_flows(empty, empty, backend=backend).shape == (0, 32, 40, 2)
+
+
 def test_tvl1_pyramid_follows_opencv_sizes():
-  assert tvl1_jax.pyramid_shapes((128, 128), 5, 0.8) == [(128, 128), (102, 102), (82, 82), (66, 66), (53, 53)]
+  assert tvl1_jax.pyramid_shapes((128, 128), 5, 0.8) == [
+      (128, 128), (102, 102), (82, 82), (66, 66), (53, 53)]
   # OpenCV stops adding scales once a side would drop below 16 px.
-  assert tvl1_jax.pyramid_shapes((40, 200), 5, 0.8) == [(40, 200), (32, 160), (26, 128), (21, 102), (17, 82)]
+  assert tvl1_jax.pyramid_shapes((40, 200), 5, 0.8) == [
+      (40, 200), (32, 160), (26, 128), (21, 102), (17, 82)]
   assert tvl1_jax.pyramid_shapes((24, 24), 5, 0.8) == [(24, 24), (19, 19)]

@@ -1,4 +1,4 @@
-"""The load-time transform: area resize, per-channel min-max, PNG round trip (flow.md 7.3, item 7)."""
+"""The load-time transform: area resize, per-channel min-max, PNG round trip (flow.md 7.3.7)."""
 
 import subprocess
 import sys
@@ -96,13 +96,15 @@ def test_rejects_bad_maps_and_resolutions():
 
 
 def test_loader_transform_does_not_need_data_prep():
-  code = "import sys, rcn_jax.flowmaps; print(any(m.split('.')[0] == 'data_prep' for m in sys.modules))"
+  code = ("import sys, rcn_jax.flowmaps; "
+          "print(any(m.split('.')[0] == 'data_prep' for m in sys.modules))")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert result.stdout.strip() == "False"
 
 
 def _channel_correlations(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
-  return np.array([np.corrcoef(estimate[..., c].ravel(), truth[..., c].ravel())[0, 1] for c in range(3)])
+  return np.array([np.corrcoef(estimate[..., c].ravel(), truth[..., c].ravel())[0, 1]
+                   for c in range(3)])
 
 
 def test_border_zeroing_and_area_resize_keep_the_strain_channel():

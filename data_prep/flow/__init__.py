@@ -50,9 +50,11 @@ def _check_backend(backend: str, config: Any) -> Any:
   if config is None:
     return default
   if type(config) is not type(default):
-    raise TypeError(f"flow backend {backend!r} takes a {type(default).__name__}, got {type(config).__name__}")
+    raise TypeError(f"flow backend {backend!r} takes a {type(default).__name__}, "
+                    f"got {type(config).__name__}")
   if isinstance(config, coarse2fine_jax.RobustFlowConfig) and config.penalty != default.penalty:
-    raise ValueError(f"flow backend {backend!r} needs penalty {default.penalty!r}, got {config.penalty!r}")
+    raise ValueError(f"flow backend {backend!r} needs penalty {default.penalty!r}, "
+                     f"got {config.penalty!r}")
   return config
 
 
@@ -61,10 +63,12 @@ def _check_frames(frames0: np.ndarray, frames1: np.ndarray, batched: bool) -> No
   layout = "[B, H, W]" if batched else "[H, W]"
   for name, frames in (("frames0", frames0), ("frames1", frames1)):
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != rank:
-      raise ValueError(f"{name}: expected uint8 grey frames {layout}, got "
-                       f"{getattr(frames, 'dtype', type(frames).__name__)} of shape {np.shape(frames)}")
+      dtype = getattr(frames, "dtype", type(frames).__name__)
+      raise ValueError(f"{name}: expected uint8 grey frames {layout}, got {dtype} "
+                       f"of shape {np.shape(frames)}")
     if min(frames.shape[-2:]) < MIN_SIDE:
-      raise ValueError(f"{name}: frames of {frames.shape[-2:]} px are too small, need >= {MIN_SIDE} per side")
+      raise ValueError(f"{name}: frames of {frames.shape[-2:]} px are too small, "
+                       f"need >= {MIN_SIDE} per side")
   if frames0.shape != frames1.shape:
     raise ValueError(f"frames0 {frames0.shape} and frames1 {frames1.shape} differ in shape")
 
@@ -104,6 +108,8 @@ def compute_flows(frames0: np.ndarray, frames1: np.ndarray, *, backend: str = "t
   """
   config = _check_backend(backend, config)
   _check_frames(frames0, frames1, batched=True)
+  if len(frames0) == 0:
+    return np.zeros(frames0.shape + (2,), np.float32)
   if backend in _OPENCV_SOLVERS:
     solve = _OPENCV_SOLVERS[backend]
     return np.stack([solve(a, b, config) for a, b in zip(frames0, frames1)])
@@ -114,10 +120,10 @@ def compute_flows(frames0: np.ndarray, frames1: np.ndarray, *, backend: str = "t
   chunks = []
   for start in range(0, count, batch_size):
     chunk0, chunk1 = frames0[start:start + batch_size], frames1[start:start + batch_size]
-    missing = batch_size - len(chunk0)
-    if missing and start > 0:  # pad with the first pair: same shape, same compilation
-      chunk0 = np.concatenate([chunk0, np.repeat(frames0[:1], missing, axis=0)])
-      chunk1 = np.concatenate([chunk1, np.repeat(frames1[:1], missing, axis=0)])
+    real = len(chunk0)
+    if real < batch_size and start > 0:  # pad with the first pair: same shape, same compilation
+      chunk0 = np.concatenate([chunk0, np.repeat(frames0[:1], batch_size - real, axis=0)])
+      chunk1 = np.concatenate([chunk1, np.repeat(frames1[:1], batch_size - real, axis=0)])
     flows = _JAX_SOLVERS[backend](chunk0, chunk1, config=config)
-    chunks.append(np.asarray(jax.device_get(flows))[:len(frames0[start:start + batch_size])])
+    chunks.append(np.asarray(jax.device_get(flows))[:real])
   return np.concatenate(chunks)

@@ -1,7 +1,7 @@
 """Robust coarse-to-fine variational flow in JAX: Charbonnier (Ce Liu) or Lorentzian penalties.
 
-This is the family the paper names for its input maps ("coarse-to-fine, Lorentzian penalty"):
-brightness and gradient constancy with a robust data penalty, a robust smoothness penalty on the
+This is the family of the paper's input maps, which it says were estimated with "the Lorentzian
+penalty optimization function": brightness and gradient constancy with a robust data penalty, a robust smoothness penalty on the
 flow gradient, warping over an image pyramid and iteratively reweighted least squares (IRLS), as
 flow.md sections 2.1 and 2.2 describe Ce Liu's Coarse2Fine and Sun, Roth and Black's classic
 family. Per pyramid level:
@@ -46,7 +46,8 @@ class RobustFlowConfig:
   epsilon: float = 1e-3  # Charbonnier's epsilon, data and smoothness
   sigma_data: float = 1.5 / 255.0  # Lorentzian scale of the data residual
   sigma_smooth: float = 0.03  # Lorentzian scale of the flow derivatives (px per px)
-  separable_smoothness: bool = False  # one penalty per flow derivative (Black-Anandan) or one on |grad w|^2
+  # One penalty per flow derivative (Black-Anandan) or one on |grad u|^2 + |grad v|^2 (Ce Liu).
+  separable_smoothness: bool = False
   ratio: float = 0.75  # pyramid downsampling factor
   min_width: int = 20  # coarsest level side, px
   outer_iterations: int = 7  # warps at the finest level; level k runs outer + k
@@ -59,7 +60,8 @@ class RobustFlowConfig:
 
   def __post_init__(self):
     if self.penalty not in PENALTIES:
-      raise ValueError(f"RobustFlowConfig.penalty: unknown penalty {self.penalty!r}; expected one of {PENALTIES}")
+      raise ValueError(f"RobustFlowConfig.penalty: unknown penalty {self.penalty!r}; "
+                       f"expected one of {PENALTIES}")
     if not self.gnc_blends:
       raise ValueError("RobustFlowConfig.gnc_blends: needs at least one stage")
 
@@ -91,8 +93,8 @@ def level_shapes(shape: tuple[int, int], ratio: float, min_width: int) -> list[t
 def _pyramid_matrices(size: int, sizes: list[int], ratio: float) -> list[np.ndarray]:
   """Per level, the `[size_k, size]` matrix that blurs and resamples one axis of the full image.
 
-  Level k <= n (n = levels per octave pair, ratio^n ~ 1/4) blurs the full image with sigma
-  (1/ratio - 1) k before resizing; deeper levels start again from level k - n.
+  Level k <= n (n = int(log 0.25 / log ratio), the levels in two octaves) blurs the full image with
+  sigma (1/ratio - 1) k before resizing; deeper levels start again from level k - n.
   """
   per_group = int(math.log(0.25) / math.log(ratio))
   matrices = [np.eye(size, dtype=np.float32)]
@@ -122,7 +124,7 @@ def _shift(field: jax.Array, axis: int, step: int) -> jax.Array:
 
 
 def _neighbour_sum(field: jax.Array, link_x: jax.Array, link_y: jax.Array) -> jax.Array:
-  """Sum over the 4 neighbours of field, weighted by the link (x: to the right, y: below) weights."""
+  """Sum over the 4 neighbours of `field`, weighted by the links (x: to the right, y: below)."""
   return (link_x * _shift(field, 1, 1) + _shift(link_x * field, 1, -1)
           + link_y * _shift(field, 0, 1) + _shift(link_y * field, 0, -1))
 
@@ -197,17 +199,18 @@ def _solve_level(features1, features2, u, v, height, width, blend, outer_iterati
   cols, rows = jax_ops.pixel_grid(u.shape)
   remap = functools.partial(jax_ops.remap_linear, height=height, width=width)
   features1 = jax_ops.extend_edges(features1, height, width)
-  smooth1 = jax.vmap(_correlate, in_axes=(0, None, None))(features1, _PRESMOOTH, _PRESMOOTH)
+  smooth1 = jax_ops.correlate_rows_cols(features1, _PRESMOOTH, _PRESMOOTH)
 
   def warp(_, flow):
     u, v = flow
     warped, inside = jax.vmap(remap, in_axes=(0, None, None))(features2, cols + u, rows + v)
     warped = jax_ops.extend_edges(jnp.where(inside, warped, features1), height, width)
-    smooth2 = jax.vmap(_correlate, in_axes=(0, None, None))(warped, _PRESMOOTH, _PRESMOOTH)
+    smooth2 = jax_ops.correlate_rows_cols(warped, _PRESMOOTH, _PRESMOOTH)
     mixed = 0.4 * smooth1 + 0.6 * smooth2
-    ix = jax.vmap(_correlate, in_axes=(0, None, None))(mixed, _DERIVATIVE, None)
-    iy = jax.vmap(_correlate, in_axes=(0, None, None))(mixed, None, _DERIVATIVE)
-    du, dv = _increment(ix, iy, smooth2 - smooth1, u, v, height, width, blend, sor_iterations, config)
+    ix = jax_ops.correlate_rows_cols(mixed, _DERIVATIVE, None)
+    iy = jax_ops.correlate_rows_cols(mixed, None, _DERIVATIVE)
+    du, dv = _increment(ix, iy, smooth2 - smooth1, u, v, height, width, blend, sor_iterations,
+                        config)
     u, v = u + du, v + dv
     if config.median_size > 1:
       filtered = jax_ops.median_filter(jax_ops.extend_edges(jnp.stack([u, v]), height, width),
@@ -218,10 +221,6 @@ def _solve_level(features1, features2, u, v, height, width, blend, outer_iterati
   u, v = jax.lax.fori_loop(0, outer_iterations, warp, (u, v))
   valid = jax_ops.valid_mask(u.shape, height, width)
   return jnp.where(valid, u, 0.0), jnp.where(valid, v, 0.0)
-
-
-def _correlate(image, kernel_x, kernel_y):
-  return jax_ops.correlate_rows_cols(image, kernel_x, kernel_y)
 
 
 def _canvas_upsample_matrix(shapes: list[tuple[int, int]], level: int, axis: int,

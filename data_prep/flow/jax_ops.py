@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_HIGHEST = jax.lax.Precision.HIGHEST  # keeps matrix products in float32 on GPUs that default to TF32
+_HIGHEST = jax.lax.Precision.HIGHEST  # float32 products on GPUs that default to TF32
 
 
 def linear_resize_matrix(src_size: int, dst_size: int, scale: float | None = None) -> np.ndarray:
@@ -61,8 +61,9 @@ def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
   return matrix.astype(np.float32)
 
 
-def apply_separable(image: jax.Array, rows_matrix: np.ndarray, cols_matrix: np.ndarray) -> jax.Array:
-  """`rows_matrix @ image @ cols_matrix.T`: a separable linear resampling of `[H, W]` to `[h, w]`."""
+def apply_separable(image: jax.Array, rows_matrix: np.ndarray | jax.Array,
+                    cols_matrix: np.ndarray | jax.Array) -> jax.Array:
+  """`rows_matrix @ image @ cols_matrix.T`: a separable linear map of `[H, W]` to `[h, w]`."""
   image = jnp.matmul(jnp.asarray(rows_matrix), image, precision=_HIGHEST)
   return jnp.matmul(image, jnp.asarray(cols_matrix).T, precision=_HIGHEST)
 
@@ -93,7 +94,8 @@ def _split_coordinate(coordinate: jax.Array, subpixel_bins: int) -> tuple[jax.Ar
 
 
 def remap_cubic(images: jax.Array, map_x: jax.Array, map_y: jax.Array, *, subpixel_bins: int = 32,
-                height: jax.Array | int | None = None, width: jax.Array | int | None = None) -> jax.Array:
+                height: jax.Array | int | None = None,
+                width: jax.Array | int | None = None) -> jax.Array:
   """Samples `images [C, H, W]` at `(map_x, map_y) [h, w]` by bicubic convolution, zero outside.
 
   This is `cv2.remap(..., INTER_CUBIC, BORDER_CONSTANT)` applied to each channel: taps that fall
@@ -144,7 +146,8 @@ def remap_linear(image: jax.Array, map_x: jax.Array, map_y: jax.Array, *,
   return top * (1.0 - frac_y) + bottom * frac_y, inside
 
 
-def valid_mask(shape: tuple[int, int], height: jax.Array | int, width: jax.Array | int) -> jax.Array:
+def valid_mask(shape: tuple[int, int], height: jax.Array | int,
+               width: jax.Array | int) -> jax.Array:
   """Bool `[H, W]`: the `height x width` top-left corner of a canvas of `shape`."""
   return (jnp.arange(shape[0])[:, None] < height) & (jnp.arange(shape[1])[None, :] < width)
 
@@ -190,7 +193,8 @@ def forward_gradient(field: jax.Array, height: jax.Array | int | None = None,
 
 def backward_divergence(p_x: jax.Array, p_y: jax.Array) -> jax.Array:
   """The divergence adjoint to `forward_gradient` (backward differences, zero field outside)."""
-  return (p_x - jnp.pad(p_x[:, :-1], ((0, 0), (1, 0)))) + (p_y - jnp.pad(p_y[:-1, :], ((1, 0), (0, 0))))
+  return (p_x - jnp.pad(p_x[:, :-1], ((0, 0), (1, 0)))
+          + p_y - jnp.pad(p_y[:-1, :], ((1, 0), (0, 0))))
 
 
 def _batcher_comparators(length: int) -> list[tuple[int, int]]:
@@ -226,7 +230,9 @@ def selection_network(length: int, rank: int) -> tuple[tuple[int, int], ...]:
 
 
 def median_filter(fields: jax.Array, size: int) -> jax.Array:
-  """Median over a `size x size` window of each `[..., H, W]` field, edges replicated (`medianBlur`).
+  """Median over a `size x size` window of each `[..., H, W]` field, edges replicated.
+
+  As OpenCV's `medianBlur`.
 
   A min/max selection network instead of a sort: it compiles quickly and vectorises.
   """
@@ -237,19 +243,22 @@ def median_filter(fields: jax.Array, size: int) -> jax.Array:
   wires = [padded[..., dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)]
   rank = size * size // 2
   for low, high in selection_network(size * size, rank):
-    wires[low], wires[high] = jnp.minimum(wires[low], wires[high]), jnp.maximum(wires[low], wires[high])
+    wires[low], wires[high] = (jnp.minimum(wires[low], wires[high]),
+                               jnp.maximum(wires[low], wires[high]))
   return wires[rank]
 
 
-def correlate_rows_cols(image: jax.Array, kernel_x: np.ndarray | None,
+def correlate_rows_cols(images: jax.Array, kernel_x: np.ndarray | None,
                         kernel_y: np.ndarray | None) -> jax.Array:
-  """Separable correlation with odd 1-D kernels along x and y, edges replicated."""
+  """Separable correlation of `[..., H, W]` with odd 1-D kernels along x and y, edges replicated."""
   if kernel_x is not None:
     half = len(kernel_x) // 2
-    padded = jnp.pad(image, ((0, 0), (half, half)), mode="edge")
-    image = sum(float(w) * padded[:, k:k + image.shape[1]] for k, w in enumerate(kernel_x))
+    width = images.shape[-1]
+    padded = jnp.pad(images, [(0, 0)] * (images.ndim - 1) + [(half, half)], mode="edge")
+    images = sum(float(w) * padded[..., k:k + width] for k, w in enumerate(kernel_x))
   if kernel_y is not None:
     half = len(kernel_y) // 2
-    padded = jnp.pad(image, ((half, half), (0, 0)), mode="edge")
-    image = sum(float(w) * padded[k:k + image.shape[0], :] for k, w in enumerate(kernel_y))
-  return image
+    height = images.shape[-2]
+    padded = jnp.pad(images, [(0, 0)] * (images.ndim - 2) + [(half, half), (0, 0)], mode="edge")
+    images = sum(float(w) * padded[..., k:k + height, :] for k, w in enumerate(kernel_y))
+  return images

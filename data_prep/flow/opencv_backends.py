@@ -29,7 +29,8 @@ class DISConfig:
 
   def __post_init__(self):
     if self.preset not in _DIS_PRESETS:
-      raise ValueError(f"DISConfig.preset: unknown preset {self.preset!r}; expected one of {sorted(_DIS_PRESETS)}")
+      raise ValueError(f"DISConfig.preset: unknown preset {self.preset!r}; "
+                       f"expected one of {sorted(_DIS_PRESETS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,9 @@ class FarnebackConfig:
 
 def _tvl1_solver(config: TVL1Config):
   if not hasattr(cv2, "optflow"):
-    raise ImportError("TV-L1 needs OpenCV's contrib modules: install opencv-contrib-python-headless "
-                      "(not opencv-python or opencv-python-headless, which replace its cv2)")
+    raise ImportError("TV-L1 needs OpenCV's contrib modules: install "
+                      "opencv-contrib-python-headless (not opencv-python or "
+                      "opencv-python-headless, which replace its cv2)")
   solver = cv2.optflow.DualTVL1OpticalFlow_create()
   solver.setTau(config.tau)
   solver.setLambda(config.lambda_)
@@ -61,8 +63,9 @@ def _tvl1_solver(config: TVL1Config):
   return solver
 
 
-def tvl1_flow(frame0: np.ndarray, frame1: np.ndarray, config: TVL1Config = TVL1Config()) -> np.ndarray:
-  """Dual TV-L1 flow `[H, W, 2]` of OpenCV contrib (`subpixel_bins` is OpenCV's own, fixed at 32)."""
+def tvl1_flow(frame0: np.ndarray, frame1: np.ndarray,
+              config: TVL1Config = TVL1Config()) -> np.ndarray:
+  """Dual TV-L1 flow `[H, W, 2]` of OpenCV contrib (which fixes `subpixel_bins` at 32)."""
   return _tvl1_solver(config).calc(frame0, frame1, None)
 
 

@@ -36,7 +36,7 @@ class Bump:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticPair:
-  """Two uint8 grey frames `[H, W]` and the true flow `[H, W, 2]` = (u, v) from `frame0` to `frame1`."""
+  """Two uint8 grey frames `[H, W]` and the true flow `[H, W, 2]` (u, v) from frame0 to frame1."""
   frame0: np.ndarray
   frame1: np.ndarray
   flow: np.ndarray
@@ -49,7 +49,7 @@ def canonical_bumps(size: int) -> tuple[Bump, ...]:
 
 
 def random_bumps(rng: np.random.Generator, size: int) -> tuple[Bump, ...]:
-  """3 to 5 bumps with centres in the middle 60 %, sigma 6..15 px (at 200 px), 0.2..1.5 px motion."""
+  """3 to 5 bumps: centres in the middle 60 %, sigma 6..15 px (at 200 px), 0.2..1.5 px motion."""
   scale = size / 200.0
   bumps = []
   for _ in range(int(rng.integers(3, 6))):
@@ -75,7 +75,7 @@ def bump_flow(shape: tuple[int, int], bumps: tuple[Bump, ...]) -> np.ndarray:
 
 def band_limited_texture(shape: tuple[int, int], *, seed: int, cutoff: float = 0.25,
                          slope: float = 1.5) -> np.ndarray:
-  """Periodic random texture `[H, W]` with a power-law spectrum cut at `cutoff` cycles/px, in [0, 1]."""
+  """Periodic random texture `[H, W]` in [0, 1], power-law spectrum cut at `cutoff` cycles/px."""
   rng = np.random.default_rng(seed)
   fy = np.fft.fftfreq(shape[0])[:, None]
   fx = np.fft.rfftfreq(shape[1])[None, :]
@@ -88,7 +88,7 @@ def band_limited_texture(shape: tuple[int, int], *, seed: int, cutoff: float = 0
 
 
 def fourier_shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
-  """Periodic sub-pixel translation: `out(y, x) = image(y - dy, x - dx)` for a band-limited image."""
+  """Periodic sub-pixel translation `out(y, x) = image(y - dy, x - dx)` of a band-limited image."""
   fy = np.fft.fftfreq(image.shape[0])[:, None]
   fx = np.fft.rfftfreq(image.shape[1])[None, :]
   phase = np.exp(-2j * np.pi * (fx * dx + fy * dy))

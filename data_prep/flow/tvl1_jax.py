@@ -40,7 +40,8 @@ class TVL1Config:
   subpixel_bins: int = 32  # warp coordinates rounded to 1/bins px as cv2.remap does; 0 disables
 
 
-def pyramid_shapes(shape: tuple[int, int], num_scales: int, scale_step: float) -> list[tuple[int, int]]:
+def pyramid_shapes(shape: tuple[int, int], num_scales: int,
+                   scale_step: float) -> list[tuple[int, int]]:
   """Image sizes of the pyramid, finest first, as OpenCV rounds them."""
   shapes = [tuple(shape)]
   for _ in range(1, num_scales):
@@ -52,7 +53,7 @@ def pyramid_shapes(shape: tuple[int, int], num_scales: int, scale_step: float) -
 
 
 def _primal_dual_step(state, warped, rho_constant, height, width, config: TVL1Config):
-  """One thresholding + primal + dual iteration; returns the new state and the squared update."""
+  """One thresholding + primal + dual iteration: the new state and the squared change `[h, w]`."""
   u1, u2, p11, p12, p21, p22 = state
   grad_x, grad_y, grad_sq = warped
   l_t = config.lambda_ * config.theta
@@ -65,7 +66,7 @@ def _primal_dual_step(state, warped, rho_constant, height, width, config: TVL1Co
   v2 = u2 + step * grad_y
   new_u1 = v1 + config.theta * jax_ops.backward_divergence(p11, p12)
   new_u2 = v2 + config.theta * jax_ops.backward_divergence(p21, p22)
-  error = (new_u1 - u1) ** 2 + (new_u2 - u2) ** 2
+  squared_change = (new_u1 - u1) ** 2 + (new_u2 - u2) ** 2
   taut = config.tau / config.theta
   u1x, u1y = jax_ops.forward_gradient(new_u1, height, width)
   u2x, u2y = jax_ops.forward_gradient(new_u2, height, width)
@@ -73,7 +74,7 @@ def _primal_dual_step(state, warped, rho_constant, height, width, config: TVL1Co
   norm2 = 1.0 + taut * jnp.sqrt(u2x ** 2 + u2y ** 2)
   new_state = (new_u1, new_u2, (p11 + taut * u1x) / norm1, (p12 + taut * u1y) / norm1,
                (p21 + taut * u2x) / norm2, (p22 + taut * u2y) / norm2)
-  return new_state, error
+  return new_state, squared_change
 
 
 def _solve_scale(image0: jax.Array, image1: jax.Array, u1: jax.Array, u2: jax.Array,
@@ -84,7 +85,8 @@ def _solve_scale(image0: jax.Array, image1: jax.Array, u1: jax.Array, u2: jax.Ar
   The scale's images and flow `[h, w]` occupy the top-left `height x width` of their canvas.
   """
   valid = jax_ops.valid_mask(image0.shape, height, width)
-  sources = jnp.stack((image1,) + jax_ops.centered_gradient(jax_ops.extend_edges(image1, height, width)))
+  gradients = jax_ops.centered_gradient(jax_ops.extend_edges(image1, height, width))
+  sources = jnp.stack((image1,) + gradients)
   cols, rows = jax_ops.pixel_grid(image0.shape)
   threshold = config.epsilon ** 2 * height * width
   zeros = jnp.zeros_like(image0)
@@ -92,14 +94,15 @@ def _solve_scale(image0: jax.Array, image1: jax.Array, u1: jax.Array, u2: jax.Ar
   def warp(_, state):
     u1, u2 = state[0], state[1]
     warped1, grad_x, grad_y = jax_ops.remap_cubic(
-        sources, cols + u1, rows + u2, subpixel_bins=config.subpixel_bins, height=height, width=width)
+        sources, cols + u1, rows + u2, subpixel_bins=config.subpixel_bins, height=height,
+        width=width)
     warped = (grad_x, grad_y, grad_x ** 2 + grad_y ** 2)
     rho_constant = warped1 - grad_x * u1 - grad_y * u2 - image0
 
     def inner_body(carry):
       state, _, count = carry
-      state, error = _primal_dual_step(state, warped, rho_constant, height, width, config)
-      return state, jnp.sum(jnp.where(valid, error, 0.0)), count + 1
+      state, squared_change = _primal_dual_step(state, warped, rho_constant, height, width, config)
+      return state, jnp.sum(jnp.where(valid, squared_change, 0.0)), count + 1
 
     def outer_body(carry):
       state, error, count = carry
@@ -156,7 +159,8 @@ def _flow_one_pair(frame0: jax.Array, frame1: jax.Array, config: TVL1Config) -> 
     coarse_images1 = jnp.stack([jax_ops.pad_to(images1[k], canvas) for k in coarse])
     sizes = jnp.asarray([shapes[k] for k in coarse])
     # Upsampling to the next finer coarse scale; the last coarse scale keeps its flow as it is.
-    up_rows = jnp.stack([_canvas_upsample_matrix(shapes, k, 0, canvas, config.scale_step) for k in coarse])
+    up_rows = jnp.stack([_canvas_upsample_matrix(shapes, k, 0, canvas, config.scale_step)
+                         for k in coarse])
     up_cols = jnp.stack([_canvas_upsample_matrix(shapes, k, 1, canvas, 1.0) for k in coarse])
 
     def coarse_scale(index, flow):
@@ -175,7 +179,8 @@ def _flow_one_pair(frame0: jax.Array, frame1: jax.Array, config: TVL1Config) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def tvl1_flow(frames0: jax.Array, frames1: jax.Array, config: TVL1Config = TVL1Config()) -> jax.Array:
+def tvl1_flow(frames0: jax.Array, frames1: jax.Array,
+              config: TVL1Config = TVL1Config()) -> jax.Array:
   """Dual TV-L1 flow for a batch of pairs.
 
   Args:
