@@ -16,6 +16,7 @@ import pytest
 from data_prep import flow as flow_lib
 from data_prep import strain
 from data_prep.flow import coarse2fine_jax
+from data_prep.flow import jax_ops
 from data_prep.flow import synthetic
 from data_prep.flow import tvl1_jax
 
@@ -229,3 +230,43 @@ def test_tvl1_pyramid_follows_opencv_sizes():
   assert tvl1_jax.pyramid_shapes((40, 200), 5, 0.8) == [
       (40, 200), (32, 160), (26, 128), (21, 102), (17, 82)]
   assert tvl1_jax.pyramid_shapes((24, 24), 5, 0.8) == [(24, 24), (19, 19)]
+
+
+def test_median_filter_matches_opencv():
+  field = np.random.default_rng(0).normal(size=(2, 23, 31)).astype(np.float32)
+  filtered = np.asarray(jax_ops.median_filter(field, 5))
+  for channel in range(2):
+    np.testing.assert_array_equal(filtered[channel], cv2.medianBlur(field[channel], 5))
+
+
+def test_selection_network_finds_the_median():
+  network = jax_ops.selection_network(25, 12)
+  rng = np.random.default_rng(1)
+  for _ in range(200):
+    wires = list(rng.permutation(25))
+    for low, high in network:
+      wires[low], wires[high] = min(wires[low], wires[high]), max(wires[low], wires[high])
+    assert wires[12] == 12
+
+
+def test_cubic_remap_matches_opencv():
+  rng = np.random.default_rng(2)
+  image = rng.uniform(0, 255, size=(20, 26)).astype(np.float32)
+  map_x = rng.uniform(-3, 29, size=(20, 26)).astype(np.float32)  # some taps fall outside
+  map_y = rng.uniform(-3, 23, size=(20, 26)).astype(np.float32)
+  expected = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+  warped = np.asarray(jax_ops.remap_cubic(image[None], map_x, map_y))[0]
+  np.testing.assert_allclose(warped, expected, atol=2e-3)
+
+
+def test_linear_resize_matches_opencv():
+  image = np.random.default_rng(3).uniform(size=(40, 30)).astype(np.float32)
+  expected = cv2.resize(image, None, fx=0.8, fy=0.8)  # TV-L1's pyramid step
+  rows = jax_ops.linear_resize_matrix(40, expected.shape[0], 0.8)
+  cols = jax_ops.linear_resize_matrix(30, expected.shape[1], 0.8)
+  np.testing.assert_allclose(np.asarray(jax_ops.apply_separable(image, rows, cols)), expected,
+                             atol=1e-5)
+  expected = cv2.resize(image, (45, 52))  # flow upsampling between scales
+  rows, cols = jax_ops.linear_resize_matrix(40, 52), jax_ops.linear_resize_matrix(30, 45)
+  np.testing.assert_allclose(np.asarray(jax_ops.apply_separable(image, rows, cols)), expected,
+                             atol=1e-5)
