@@ -8,6 +8,8 @@ Ce Liu port) and the measured values with margin elsewhere.
 """
 
 import dataclasses
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 
 from data_prep import flow as flow_lib
 from data_prep import strain
-from data_prep.flow import coarse2fine_jax
+from data_prep.flow import configs
 from data_prep.flow import jax_ops
 from data_prep.flow import synthetic
 from data_prep.flow import tvl1_jax
@@ -207,14 +209,23 @@ def test_compute_flow_rejects_bad_input():
   with pytest.raises(ValueError, match="too small"):
     flow_lib.compute_flow(frame[:8], frame[:8])
   with pytest.raises(TypeError, match="takes a TVL1Config"):
-    flow_lib.compute_flow(frame, frame, backend="tvl1", config=coarse2fine_jax.CHARBONNIER)
+    flow_lib.compute_flow(frame, frame, backend="tvl1", config=configs.CHARBONNIER)
   with pytest.raises(ValueError, match="needs penalty 'charbonnier'"):
     flow_lib.compute_flow(frame, frame, backend="jax_c2f_charbonnier",
-                          config=coarse2fine_jax.LORENTZIAN)
+                          config=configs.LORENTZIAN)
   with pytest.raises(ValueError, match="batch_size"):
     flow_lib.compute_flows(frame[None], frame[None], backend="jax_tvl1", batch_size=0)
   with pytest.raises(ValueError, match="unknown penalty 'huber'"):
-    coarse2fine_jax.RobustFlowConfig(penalty="huber")
+    configs.RobustFlowConfig(penalty="huber")
+
+
+def test_opencv_backends_do_not_import_jax():
+  # Build workers forked for the OpenCV backends must not inherit a started JAX runtime.
+  code = ("import sys, numpy as np; from data_prep import flowmap; "
+          "frame = np.zeros((32, 32), np.uint8); flowmap.compute_flow_map(frame, frame); "
+          "print('jax' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert result.stdout.strip() == "False"
 
 
 def test_empty_batch():

@@ -12,33 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
-from data_prep.flow import coarse2fine_jax
+from data_prep.flow import configs
 from data_prep.flow import opencv_backends
-from data_prep.flow import tvl1_jax
 
 BACKENDS = ("tvl1", "dis", "farneback", "jax_tvl1", "jax_c2f_charbonnier", "jax_c2f_lorentzian")
 OPENCV_BACKENDS = ("tvl1", "dis", "farneback")
 JAX_BACKENDS = ("jax_tvl1", "jax_c2f_charbonnier", "jax_c2f_lorentzian")
 DEFAULT_CONFIGS = {
-    "tvl1": tvl1_jax.TVL1Config(),
-    "dis": opencv_backends.DISConfig(),
-    "farneback": opencv_backends.FarnebackConfig(),
-    "jax_tvl1": tvl1_jax.TVL1Config(),
-    "jax_c2f_charbonnier": coarse2fine_jax.CHARBONNIER,
-    "jax_c2f_lorentzian": coarse2fine_jax.LORENTZIAN,
+    "tvl1": configs.TVL1Config(),
+    "dis": configs.DISConfig(),
+    "farneback": configs.FarnebackConfig(),
+    "jax_tvl1": configs.TVL1Config(),
+    "jax_c2f_charbonnier": configs.CHARBONNIER,
+    "jax_c2f_lorentzian": configs.LORENTZIAN,
 }
 _OPENCV_SOLVERS = {
     "tvl1": opencv_backends.tvl1_flow,
     "dis": opencv_backends.dis_flow,
     "farneback": opencv_backends.farneback_flow,
-}
-_JAX_SOLVERS = {
-    "jax_tvl1": tvl1_jax.tvl1_flow,
-    "jax_c2f_charbonnier": coarse2fine_jax.robust_flow,
-    "jax_c2f_lorentzian": coarse2fine_jax.robust_flow,
 }
 MIN_SIDE = 16  # the pyramids need at least this many pixels per side
 
@@ -52,10 +45,20 @@ def _check_backend(backend: str, config: Any) -> Any:
   if type(config) is not type(default):
     raise TypeError(f"flow backend {backend!r} takes a {type(default).__name__}, "
                     f"got {type(config).__name__}")
-  if isinstance(config, coarse2fine_jax.RobustFlowConfig) and config.penalty != default.penalty:
+  if isinstance(config, configs.RobustFlowConfig) and config.penalty != default.penalty:
     raise ValueError(f"flow backend {backend!r} needs penalty {default.penalty!r}, "
                      f"got {config.penalty!r}")
   return config
+
+
+def _jax_solver(backend: str):
+  """The jitted batch solver of a JAX backend; imported on first use, so that OpenCV-only users
+  (and processes forked for them) never start JAX."""
+  if backend == "jax_tvl1":
+    from data_prep.flow import tvl1_jax  # pylint: disable=g-import-not-at-top
+    return tvl1_jax.tvl1_flow
+  from data_prep.flow import coarse2fine_jax  # pylint: disable=g-import-not-at-top
+  return coarse2fine_jax.robust_flow
 
 
 def _check_frames(frames0: np.ndarray, frames1: np.ndarray, batched: bool) -> None:
@@ -117,6 +120,7 @@ def compute_flows(frames0: np.ndarray, frames1: np.ndarray, *, backend: str = "t
   batch_size = count if batch_size is None else batch_size
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  solve = _jax_solver(backend)
   chunks = []
   for start in range(0, count, batch_size):
     chunk0, chunk1 = frames0[start:start + batch_size], frames1[start:start + batch_size]
@@ -124,6 +128,5 @@ def compute_flows(frames0: np.ndarray, frames1: np.ndarray, *, backend: str = "t
     if real < batch_size and start > 0:  # pad with the first pair: same shape, same compilation
       chunk0 = np.concatenate([chunk0, np.repeat(frames0[:1], batch_size - real, axis=0)])
       chunk1 = np.concatenate([chunk1, np.repeat(frames1[:1], batch_size - real, axis=0)])
-    flows = _JAX_SOLVERS[backend](chunk0, chunk1, config=config)
-    chunks.append(np.asarray(jax.device_get(flows))[:real])
+    chunks.append(np.asarray(solve(chunk0, chunk1, config=config))[:real])
   return np.concatenate(chunks)

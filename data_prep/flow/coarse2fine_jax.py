@@ -1,10 +1,10 @@
 """Robust coarse-to-fine variational flow in JAX: Charbonnier (Ce Liu) or Lorentzian penalties.
 
 This is the family of the paper's input maps, which it says were estimated with "the Lorentzian
-penalty optimization function": brightness and gradient constancy with a robust data penalty, a robust smoothness penalty on the
-flow gradient, warping over an image pyramid and iteratively reweighted least squares (IRLS), as
-flow.md sections 2.1 and 2.2 describe Ce Liu's Coarse2Fine and Sun, Roth and Black's classic
-family. Per pyramid level:
+penalty optimization function": brightness and gradient constancy with a robust data penalty, a
+robust smoothness penalty on the flow gradient, warping over an image pyramid and iteratively
+reweighted least squares (IRLS), as flow.md sections 2.1 and 2.2 describe Ce Liu's Coarse2Fine and
+Sun, Roth and Black's classic family. Per pyramid level:
 
   E(w) = sum_p mean_c rho_D(|F2_c(p + w) - F1_c(p)|^2) + alpha sum_p rho_S(smoothness terms),
 
@@ -32,46 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_prep.flow import jax_ops
+from data_prep.flow.configs import CHARBONNIER
+from data_prep.flow.configs import RobustFlowConfig
 
 _DERIVATIVE = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
 _PRESMOOTH = np.array([0.02, 0.11, 0.74, 0.11, 0.02])
-PENALTIES = ("charbonnier", "lorentzian")
-
-
-@dataclasses.dataclass(frozen=True)
-class RobustFlowConfig:
-  """Solver parameters; intensities are on the [0, 1] scale."""
-  penalty: str = "charbonnier"  # 'charbonnier' (sqrt(s^2 + eps^2)) or 'lorentzian'
-  alpha: float = 0.012  # smoothness weight
-  epsilon: float = 1e-3  # Charbonnier's epsilon, data and smoothness
-  sigma_data: float = 1.5 / 255.0  # Lorentzian scale of the data residual
-  sigma_smooth: float = 0.03  # Lorentzian scale of the flow derivatives (px per px)
-  # One penalty per flow derivative (Black-Anandan) or one on |grad u|^2 + |grad v|^2 (Ce Liu).
-  separable_smoothness: bool = False
-  ratio: float = 0.75  # pyramid downsampling factor
-  min_width: int = 20  # coarsest level side, px
-  outer_iterations: int = 7  # warps at the finest level; level k runs outer + k
-  inner_iterations: int = 1  # IRLS reweightings per warp
-  sor_iterations: int = 30  # red-black sweeps at the finest level; level k runs sor + 3k
-  omega: float = 1.8  # over-relaxation
-  damping: float = 0.05  # added to the diagonal as damping * alpha (Tikhonov on the increment)
-  gnc_blends: tuple[float, ...] = (0.0,)  # weight of the quadratic penalty per GNC stage
-  median_size: int = 1  # median filter of the flow after every update; 1 disables it
-
-  def __post_init__(self):
-    if self.penalty not in PENALTIES:
-      raise ValueError(f"RobustFlowConfig.penalty: unknown penalty {self.penalty!r}; "
-                       f"expected one of {PENALTIES}")
-    if not self.gnc_blends:
-      raise ValueError("RobustFlowConfig.gnc_blends: needs at least one stage")
-
-
-CHARBONNIER = RobustFlowConfig()
-LORENTZIAN = RobustFlowConfig(
-    penalty="lorentzian", alpha=0.06, sigma_data=1.5 / 255.0, sigma_smooth=0.03,
-    separable_smoothness=True, gnc_blends=(1.0, 0.5, 0.0), median_size=5)
-
-
 def _penalty_weight(squared: jax.Array, scale: float, blend: jax.Array | float,
                     config: RobustFlowConfig) -> jax.Array:
   """d rho / d(s^2) at `squared` = s^2, blended with the quadratic of equal curvature at 0."""

@@ -8,40 +8,18 @@ passing uint8: TV-L1 would rescale float input by 255, Farneback returns no flow
 
 from __future__ import annotations
 
-import dataclasses
-
 import cv2
 import numpy as np
 
-from data_prep.flow.tvl1_jax import TVL1Config
+from data_prep.flow.configs import DISConfig
+from data_prep.flow.configs import FarnebackConfig
+from data_prep.flow.configs import TVL1Config
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class DISConfig:
-  """DIS preset: `ultrafast`, `fast` or `medium` (the most accurate, flow.md section 6.2)."""
-  preset: str = "medium"
-
-  def __post_init__(self):
-    if self.preset not in _DIS_PRESETS:
-      raise ValueError(f"DISConfig.preset: unknown preset {self.preset!r}; "
-                       f"expected one of {sorted(_DIS_PRESETS)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class FarnebackConfig:
-  """Farneback parameters; the defaults are those of `cv2.FarnebackOpticalFlow_create()`."""
-  num_levels: int = 5
-  pyr_scale: float = 0.5
-  win_size: int = 13
-  num_iters: int = 10
-  poly_n: int = 5
-  poly_sigma: float = 1.1
 
 
 def _tvl1_solver(config: TVL1Config):

@@ -19,25 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_prep.flow import jax_ops
+from data_prep.flow.configs import TVL1Config
 
 _MIN_PYRAMID_SIDE = 16  # OpenCV stops adding scales below this side length
 _TINY = float(np.finfo(np.float32).eps)
-
-
-@dataclasses.dataclass(frozen=True)
-class TVL1Config:
-  """Parameters, with OpenCV's defaults and meanings (intensities on the 0..255 scale)."""
-  tau: float = 0.25  # dual time step
-  lambda_: float = 0.15  # weight of the data term (smaller: smoother flow)
-  theta: float = 0.3  # coupling between u and v
-  num_scales: int = 5
-  scale_step: float = 0.8
-  warps: int = 5
-  epsilon: float = 0.01  # stopping threshold per warp
-  inner_iterations: int = 30
-  outer_iterations: int = 10
-  median_size: int = 5  # median filter of the flow per outer iteration; 1 disables it
-  subpixel_bins: int = 32  # warp coordinates rounded to 1/bins px as cv2.remap does; 0 disables
 
 
 def pyramid_shapes(shape: tuple[int, int], num_scales: int,
