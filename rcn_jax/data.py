@@ -1,0 +1,175 @@
+"""The composite as numpy arrays: flow-map datasets read from their TFDS directories.
+
+Flow-map datasets (`megc2019` written by data_prep, `megc2019_synthetic` built in) store one
+full-resolution, unnormalised `[H, W, 3]` (u, v, strain) map per sample in array_record files,
+read by random access without TensorFlow. `load_composite` turns them into network inputs at
+the requested resolution and orders them as the organisers' list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rcn_jax import protocol
+
+DATA_DIR_ENV = "RCN_JAX_DATA_DIR"
+NAMES = ("synthetic", "megc2019")
+MEGC2019_BUILDER = "megc2019"
+
+
+@dataclasses.dataclass(frozen=True)
+class Composite:
+  """Samples of a (partial) composite, in the organisers' list order.
+
+  Attributes:
+    flows: `[N, H, W, 3]` float32 network inputs in [0, 1].
+    labels: `[N]` int class indices into `protocol.CLASS_NAMES`.
+    subjects: `[N]` subject keys (`sub01`, `s01`, `006`).
+    datasets: `[N]` dataset names (`casme2`, `smic`, `samm`).
+    samples: `[N]` sample names.
+    source: where the samples were read from.
+  """
+  flows: np.ndarray
+  labels: np.ndarray
+  subjects: np.ndarray
+  datasets: np.ndarray
+  samples: np.ndarray
+  source: str = "memory"
+
+  def __post_init__(self):
+    count = len(self.labels)
+    for name in ("flows", "subjects", "datasets", "samples"):
+      if len(getattr(self, name)) != count:
+        raise ValueError(f"Composite.{name} has {len(getattr(self, name))} rows, labels has {count}")
+    if self.flows.ndim != 4 or self.flows.shape[-1] != 3:
+      raise ValueError(f"Composite.flows must be [N, H, W, 3], got {self.flows.shape}")
+    bad = np.flatnonzero(~np.isfinite(self.flows.reshape(count, -1)).all(axis=1))
+    if bad.size:
+      raise ValueError(f"{self.source}: non-finite flow values in sample(s) "
+                       f"{[self.name_of(i) for i in bad[:5]]}")
+    unknown = sorted(set(self.labels.tolist()) - set(range(len(protocol.CLASS_NAMES))))
+    if unknown:
+      raise ValueError(f"{self.source}: unknown label index(es) {unknown}")
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def name_of(self, index: int) -> str:
+    """`dataset/subject/sample` of one sample, for messages."""
+    return f"{self.datasets[index]}/{self.subjects[index]}/{self.samples[index]}"
+
+  def select(self, datasets: Sequence[str]) -> Composite:
+    """The samples of the given datasets only, in the same order."""
+    keep = np.isin(self.datasets, list(datasets))
+    return Composite(self.flows[keep], self.labels[keep], self.subjects[keep], self.datasets[keep],
+                     self.samples[keep], self.source)
+
+
+def default_data_dir() -> str:
+  """`$RCN_JAX_DATA_DIR`, else `~/.cache/rcn_jax`."""
+  return os.environ.get(DATA_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "rcn_jax")
+
+
+def megc2019_directory(data_dir: str, flow_backend: str) -> Path:
+  """The newest version folder `<data_dir>/megc2019/<flow_backend>/<version>/` that holds a build."""
+  base = Path(data_dir) / MEGC2019_BUILDER / flow_backend
+  versions = sorted((p for p in base.glob("*") if (p / "dataset_info.json").is_file()),
+                    key=lambda p: tuple(int(part) if part.isdigit() else 0 for part in p.name.split(".")))
+  if not versions:
+    raise FileNotFoundError(f"no megc2019 flow-map dataset for backend {flow_backend!r} under {base}; "
+                            "build it with data_prep (see data_prep/README) or set data.data_dir")
+  return versions[-1]
+
+
+def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
+                      datasets: Sequence[str] | None = None) -> Composite:
+  """Reads a flow-map dataset directory and orders it as the organisers' list.
+
+  Args:
+    directory: a TFDS dataset version folder (holding `dataset_info.json`).
+    resolution: network input size r; every map becomes `[r, r, 3]` in [0, 1].
+    datasets: keep only these datasets (all three when None).
+
+  Returns:
+    The composite; a listed sample missing from the directory, a sample that the list does not
+    have, a duplicate or a label that disagrees with the list is an error naming the sample.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from rcn_jax import flowmaps  # pylint: disable=g-import-not-at-top
+
+  directory = str(directory)
+  listed = protocol.read_official_list(datasets)
+  position = {(s.dataset, s.subject, s.sample): i for i, s in enumerate(listed)}
+  source = tfds.builder_from_directory(directory).as_data_source("train")
+  flows: list[np.ndarray | None] = [None] * len(listed)
+  for index in range(len(source)):
+    record = source[index]
+    dataset, subject, sample = (_text(record[k]) for k in ("dataset", "subject", "sample"))
+    where = f"{directory}: example {index} ({dataset}/{subject}/{sample})"
+    if dataset not in protocol.DATASETS:
+      raise ValueError(f"{where}: unknown dataset {dataset!r}")
+    if datasets is not None and dataset not in datasets:
+      continue
+    key = (dataset, protocol.subject_key(dataset, subject), sample)
+    if key not in position:
+      raise ValueError(f"{where}: not in the organisers' list {protocol.LIST_NAME}")
+    slot = position[key]
+    if flows[slot] is not None:
+      raise ValueError(f"{where}: duplicate sample")
+    if int(record["label"]) != listed[slot].label:
+      raise ValueError(f"{where}: label {int(record['label'])} but the list says {listed[slot].label}")
+    flow = np.asarray(record["flow"], np.float32)
+    if not np.isfinite(flow).all():
+      raise ValueError(f"{where}: non-finite flow values")
+    flows[slot] = flowmaps.to_network_input(flow, resolution)
+  missing = [f"{s.dataset}/{s.subject}/{s.sample}" for s, f in zip(listed, flows) if f is None]
+  if missing:
+    raise ValueError(f"{directory}: {len(missing)} listed sample(s) missing, e.g. {missing[:5]}")
+  return Composite(
+      flows=np.stack(flows).astype(np.float32),
+      labels=np.asarray([s.label for s in listed], np.int64),
+      subjects=np.asarray([s.subject for s in listed]),
+      datasets=np.asarray([s.dataset for s in listed]),
+      samples=np.asarray([s.sample for s in listed]),
+      source=directory)
+
+
+def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 60,
+                   datasets: Sequence[str] | None = None, flow_backend: str = "tvl1") -> Composite:
+  """Loads a composite by name.
+
+  Args:
+    name: `synthetic` (built on first use) or `megc2019` (written by data_prep).
+    data_dir: the TFDS data dir; `$RCN_JAX_DATA_DIR` or `~/.cache/rcn_jax` when None.
+    resolution: network input size r.
+    datasets: any subset of `casme2`, `smic`, `samm` (partial composites, single datasets).
+    flow_backend: which flow build of `megc2019` to read.
+
+  Returns:
+    The composite, in the organisers' list order.
+  """
+  if name not in NAMES:
+    raise ValueError(f"data.name={name!r}: expected one of {NAMES}")
+  if datasets is not None:
+    datasets = tuple(datasets)
+    unknown = sorted(set(datasets) - set(protocol.DATASETS))
+    if unknown or not datasets:
+      raise ValueError(f"data.datasets={list(datasets)}: expected a non-empty subset of {list(protocol.DATASETS)}")
+  if resolution < 1:
+    raise ValueError(f"data.resolution={resolution} must be positive")
+  data_dir = data_dir or default_data_dir()
+  if name == "synthetic":
+    from data_prep import synthetic  # pylint: disable=g-import-not-at-top
+    directory = synthetic.ensure_built(data_dir)
+  else:
+    directory = megc2019_directory(data_dir, flow_backend)
+  return read_flow_dataset(directory, resolution=resolution, datasets=datasets)
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)

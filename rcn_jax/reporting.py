@@ -1,0 +1,224 @@
+"""Results of a run: pooled scores, per-dataset and per-seed tables, and the files in the workdir.
+
+Files written: `results.json`, `predictions.csv`, `megc2019_seed<seed>.log` (the MEGC2019 log
+format), `confusion_<scope>.png`, and a printed summary table.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rcn_jax import metrics
+from rcn_jax.data import Composite
+from rcn_jax.folds import ModelLayout
+
+COMPOSITE = "composite"
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+  """One row per (seed, tested sample): `[R]` arrays, seed-major, samples ascending within a seed.
+
+  Attributes:
+    seeds: `[R]` run seed.
+    folds: `[R]` fold name.
+    sample_indices: `[R]` index into the composite.
+    probabilities: `[R, C]` softmax outputs.
+  """
+  seeds: np.ndarray
+  folds: np.ndarray
+  sample_indices: np.ndarray
+  probabilities: np.ndarray
+
+  @property
+  def predictions(self) -> np.ndarray:
+    return self.probabilities.argmax(axis=-1)
+
+
+def gather_predictions(layout: ModelLayout, probabilities: np.ndarray, test_indices: np.ndarray,
+                       test_valid: np.ndarray) -> Predictions:
+  """Flattens per-slot test outputs `[slots, T, C]` into rows, dropping padding."""
+  rows = []
+  for slot in range(layout.num_models):
+    fold = layout.folds[layout.fold_of_slot[slot]]
+    valid = test_valid[slot]
+    for index, probs in zip(test_indices[slot][valid], probabilities[slot][valid]):
+      rows.append((layout.seed_of_slot[slot], fold.name, index, probs))
+  rows.sort(key=lambda row: (layout.seeds.index(row[0]), row[2]))
+  return Predictions(seeds=np.asarray([r[0] for r in rows]), folds=np.asarray([r[1] for r in rows]),
+                     sample_indices=np.asarray([r[2] for r in rows]),
+                     probabilities=np.stack([r[3] for r in rows]).astype(np.float64))
+
+
+def _scores(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+  return {"uar": metrics.uar(labels, preds), "uf1": metrics.uf1(labels, preds)}
+
+
+def summarize(composite: Composite, predictions: Predictions, class_names: Sequence[str], *,
+              bootstrap_resamples: int, confidence: float) -> dict[str, Any]:
+  """Pooled scores of every seed and scope, their mean and std, and subject-bootstrap intervals.
+
+  Args:
+    composite: the evaluated composite.
+    predictions: every seed's predictions; each seed must test the same samples.
+    class_names: names of the classes, by index.
+    bootstrap_resamples: resamples of the subject bootstrap (0 skips it).
+    confidence: coverage of the bootstrap interval.
+
+  Returns:
+    `{uar, uf1, uar_std, uf1_std, per_dataset, seeds, per_fold_accuracy, confusion, bootstrap}`;
+    top-level scores are the mean over seeds of each seed's pooled score.
+  """
+  seeds = list(dict.fromkeys(predictions.seeds.tolist()))
+  per_seed_rows = [np.flatnonzero(predictions.seeds == s) for s in seeds]
+  tested = predictions.sample_indices[per_seed_rows[0]]
+  for rows in per_seed_rows[1:]:
+    if not np.array_equal(predictions.sample_indices[rows], tested):
+      raise ValueError("every seed must test the same samples")
+  labels = composite.labels[tested]
+  preds = np.stack([predictions.predictions[rows] for rows in per_seed_rows])  # [seeds, n]
+  datasets = composite.datasets[tested]
+  groups = np.char.add(np.char.add(datasets.astype(str), "/"), composite.subjects[tested].astype(str))
+  scopes = {COMPOSITE: np.ones(len(tested), bool)}
+  scopes.update({d: datasets == d for d in dict.fromkeys(datasets.tolist())})
+  num_classes = len(class_names)
+
+  seed_results = []
+  for seed, seed_preds, rows in zip(seeds, preds, per_seed_rows):
+    folds = predictions.folds[rows]
+    seed_results.append({
+        "seed": seed,
+        **_scores(labels, seed_preds),
+        "per_dataset": {d: _scores(labels[m], seed_preds[m]) for d, m in scopes.items() if d != COMPOSITE},
+        "per_fold_accuracy": {f: metrics.accuracy(labels[folds == f], seed_preds[folds == f])
+                              for f in dict.fromkeys(folds.tolist())},
+    })
+  result: dict[str, Any] = {}
+  for scope, mask in scopes.items():
+    entry: dict[str, Any] = {"num_samples": int(mask.sum())}
+    for name in ("uar", "uf1"):
+      values = [metrics.uar(labels[mask], p[mask]) if name == "uar" else metrics.uf1(labels[mask], p[mask])
+                for p in preds]
+      entry[name], entry[f"{name}_std"] = metrics.mean_std(values)
+      if bootstrap_resamples:
+        metric = metrics.uar if name == "uar" else metrics.uf1
+        entry[f"{name}_interval"] = list(metrics.bootstrap_interval(
+            labels[mask], preds[:, mask], groups[mask], metric, num_resamples=bootstrap_resamples,
+            confidence=confidence))
+    entry["confusion"] = sum(metrics.confusion_matrix(labels[mask], p[mask], num_classes) for p in preds).tolist()
+    if scope == COMPOSITE:
+      result.update(entry)
+    else:
+      result.setdefault("per_dataset", {})[scope] = entry
+  result["bootstrap"] = {"resamples": bootstrap_resamples, "confidence": confidence, "unit": "subject"}
+  result["seeds"] = seed_results
+  fold_names = list(seed_results[0]["per_fold_accuracy"])
+  result["per_fold_accuracy"] = {f: float(np.mean([s["per_fold_accuracy"][f] for s in seed_results]))
+                                 for f in fold_names}
+  result["class_names"] = list(class_names)
+  return result
+
+
+def write_json(path: str, payload: Mapping[str, Any]) -> None:
+  """Writes JSON through a temporary file and a rename: a killed run never leaves half a file."""
+  temporary = f"{path}.tmp"
+  with open(temporary, "w") as stream:
+    json.dump(payload, stream, indent=1, sort_keys=False, default=_jsonable)
+  os.replace(temporary, path)
+
+
+def _jsonable(value):
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_predictions_csv(path: str, composite: Composite, predictions: Predictions,
+                          class_names: Sequence[str]) -> None:
+  """One row per (seed, sample): sample, dataset, subject, label, prediction, p_<class>, fold, seed."""
+  with open(path, "w", newline="") as stream:
+    writer = csv.writer(stream)
+    writer.writerow(["sample", "dataset", "subject", "label", "prediction",
+                     *(f"p_{name}" for name in class_names), "fold", "seed"])
+    for row in range(len(predictions.seeds)):
+      index = predictions.sample_indices[row]
+      writer.writerow([composite.samples[index], composite.datasets[index], composite.subjects[index],
+                       int(composite.labels[index]), int(predictions.predictions[row]),
+                       *(f"{p:.6f}" for p in predictions.probabilities[row]),
+                       predictions.folds[row], int(predictions.seeds[row])])
+
+
+def write_megc_logs(workdir: str, composite: Composite, predictions: Predictions) -> list[str]:
+  """The MEGC2019 log of each seed: per fold a `<db> <subject>` line, then `<sample> <gt> <pred>`."""
+  paths = []
+  for seed in dict.fromkeys(predictions.seeds.tolist()):
+    rows = np.flatnonzero(predictions.seeds == seed)
+    lines = []
+    for fold in dict.fromkeys(predictions.folds[rows].tolist()):
+      fold_rows = rows[predictions.folds[rows] == fold]
+      first = predictions.sample_indices[fold_rows[0]]
+      subject = composite.subjects[first] if "/" in fold else "all"
+      lines.append(f"{composite.datasets[first]} {subject}")
+      lines.extend(f"{composite.samples[predictions.sample_indices[r]]} "
+                   f"{composite.labels[predictions.sample_indices[r]]} {predictions.predictions[r]}"
+                   for r in fold_rows)
+    path = os.path.join(workdir, f"megc2019_seed{seed}.log")
+    with open(path, "w") as stream:
+      stream.write("\n".join(lines) + "\n")
+    paths.append(path)
+  return paths
+
+
+def write_confusion_pngs(workdir: str, results: Mapping[str, Any]) -> list[str]:
+  """A labelled confusion-matrix PNG per scope (composite and each dataset), counts over seeds."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  class_names = results["class_names"]
+  scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
+  paths = []
+  for scope, entry in scopes.items():
+    counts = np.asarray(entry["confusion"])
+    figure, axes = plt.subplots(figsize=(4.2, 3.8), dpi=100)
+    axes.imshow(counts, cmap="Blues")
+    for (row, col), value in np.ndenumerate(counts):
+      color = "white" if value > counts.max() / 2 else "black"
+      axes.text(col, row, str(value), ha="center", va="center", color=color)
+    axes.set_xticks(range(len(class_names)), class_names)
+    axes.set_yticks(range(len(class_names)), class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    seeds = len(results["seeds"])
+    axes.set_title(f"{scope}: UAR {entry['uar']:.3f}, UF1 {entry['uf1']:.3f}"
+                   + (f"\n(counts over {seeds} seeds)" if seeds > 1 else ""), fontsize=9)
+    figure.tight_layout()
+    path = os.path.join(workdir, f"confusion_{scope}.png")
+    figure.savefig(path)
+    plt.close(figure)
+    paths.append(path)
+  return paths
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+  """A plain-text table: samples, UAR and UF1 (mean +- std over seeds, bootstrap interval) per scope."""
+  scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
+  seeds = len(results["seeds"])
+  header = f"{'scope':<10} {'samples':>7}  {'UAR':>15} {'UF1':>15}  subject-bootstrap intervals"
+  lines = [f"pooled LOSO scores, mean +- std over {seeds} seed(s)", header, "-" * len(header)]
+  for scope, entry in scopes.items():
+    intervals = ""
+    if "uar_interval" in entry:
+      intervals = "UAR [{:.3f}, {:.3f}]  UF1 [{:.3f}, {:.3f}]".format(*entry["uar_interval"], *entry["uf1_interval"])
+    lines.append(f"{scope:<10} {entry['num_samples']:>7}  {entry['uar']:.4f} +- {entry['uar_std']:.4f}"
+                 f" {entry['uf1']:.4f} +- {entry['uf1_std']:.4f}  {intervals}")
+  return "\n".join(lines)

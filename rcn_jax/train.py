@@ -1,0 +1,263 @@
+"""LOSO training and evaluation of every fold and seed as one stacked batch of models.
+
+`train_and_evaluate(config, workdir)` is the library entry point behind `launch.py`: it loads the
+composite, builds the folds, trains all (fold, seed) models together with the strategy chosen for
+the backend (see `rcn_jax.strategies`), checkpoints every epoch, tests each model on its held-out
+subject only, and writes the pooled results. Re-running it on the same workdir resumes from the
+last checkpoint; a finished workdir is reported, not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from tensorboardX import SummaryWriter
+
+from rcn_jax import checkpoint, folds, models, protocol, reporting, steps, strategies
+from rcn_jax.data import Composite, load_composite
+
+RESULTS = "results.json"
+CONFIG = "config.json"
+# Config sections that do not change what is trained: a finished run may be re-reported with others.
+REPORT_ONLY = ("report",)
+
+
+def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> steps.ModelProgram:
+  """The model, optimiser and epoch settings a config describes."""
+  module = models.create_model(
+      config.model.preset, features=config.model.features, pool_size=config.model.pool_size,
+      num_classes=len(protocol.CLASS_NAMES), dropout_rate=config.model.dropout_rate,
+      reference_quirks=config.model.reference_quirks, pytorch_bn=config.model.pytorch_bn,
+      steps=config.model.steps)
+  train = config.train
+  settings = steps.EpochSettings(
+      batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
+      max_epochs=train.num_epochs, loss_threshold=train.loss_threshold or float("-inf"),
+      steps_per_call=config.parallel.steps_per_call)
+  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay)
+  return steps.ModelProgram(module, optimizer, settings)
+
+
+def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
+  """`[slots, 2]` initialisation and training keys; a model's keys depend on its seed and fold only."""
+  init_keys, train_keys = [], []
+  for slot in range(layout.num_slots):
+    if slot < layout.num_models:
+      seed_key = jax.random.PRNGKey(layout.seed_of_slot[slot])
+      key = jax.random.fold_in(seed_key, layout.folds[layout.fold_of_slot[slot]].stable_id)
+    else:
+      key = jax.random.PRNGKey(0)
+    init_key, train_key = jax.random.split(key)
+    init_keys.append(np.asarray(init_key))
+    train_keys.append(np.asarray(train_key))
+  return np.stack(init_keys), np.stack(train_keys)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError naming the key of an impossible setting."""
+  train = config.train
+  for key in ("batch_size", "num_epochs"):
+    if train[key] < 1:
+      raise ValueError(f"train.{key}={train[key]} must be >= 1")
+  if train.learning_rate <= 0:
+    raise ValueError(f"train.learning_rate={train.learning_rate} must be positive")
+  if not config.seeds:
+    raise ValueError("seeds must name at least one seed")
+  if config.protocol.name not in folds.PROTOCOLS:
+    raise ValueError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
+  if config.parallel.strategy not in strategies.STRATEGIES:
+    raise ValueError(f"parallel.strategy={config.parallel.strategy!r}: expected one of {strategies.STRATEGIES}")
+  if config.parallel.models_per_call < 0:
+    raise ValueError(f"parallel.models_per_call={config.parallel.models_per_call} must be >= 0")
+  if config.checkpoint.every_epochs < 1:
+    raise ValueError(f"checkpoint.every_epochs={config.checkpoint.every_epochs} must be >= 1")
+
+
+def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return json.loads(json.dumps(config.to_dict(), default=list))
+
+
+def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
+  """Refuses a workdir that holds a run of a different training config."""
+  path = os.path.join(workdir, CONFIG)
+  if os.path.exists(path):
+    with open(path) as stream:
+      stored = json.load(stream)
+    differing = sorted(k for k in set(stored) | set(config_dict)
+                       if k not in REPORT_ONLY and stored.get(k) != config_dict.get(k))
+    if differing:
+      raise ValueError(f"{workdir} holds a run of another config (sections {differing} differ); "
+                       "use a new --workdir")
+  reporting.write_json(path, config_dict)
+
+
+def _finished_results(workdir: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
+  path = os.path.join(workdir, RESULTS)
+  if not os.path.exists(path):
+    return None
+  with open(path) as stream:
+    results = json.load(stream)
+  return results if results.get("config") == config_dict else None
+
+
+def _versions() -> dict[str, str]:
+  import flax, jaxlib, optax, orbax.checkpoint  # pylint: disable=g-import-not-at-top,multiple-imports
+  import rcn_jax  # pylint: disable=g-import-not-at-top
+  return {"python": platform.python_version(), "rcn_jax": rcn_jax.__version__, "jax": jax.__version__,
+          "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__,
+          "orbax_checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__}
+
+
+def _resolve_models_per_call(config: ml_collections.ConfigDict, strategy: str) -> int:
+  if config.parallel.models_per_call:
+    return config.parallel.models_per_call
+  # Two models per CPU device and call measured fastest; larger blocks only lengthen compiles.
+  return 2 if strategy == "shard_map" else 1
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       composite: Composite | None = None) -> dict[str, Any]:
+  """Trains every (fold, seed) model of the config's protocol and writes the pooled results.
+
+  Args:
+    config: a run config (see `configs/base.py`).
+    workdir: output folder; holds checkpoints, so a killed run resumes from its last epoch.
+    composite: the data to use instead of `config.data` (tests, notebooks).
+
+  Returns:
+    The content of `results.json`.
+  """
+  started = time.perf_counter()
+  check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  config_dict = _config_dict(config)
+  finished = _finished_results(workdir, config_dict)
+  if finished is not None:
+    print(reporting.summary_table(finished))
+    return finished
+  _claim_workdir(workdir, config_dict)
+
+  timings: dict[str, float] = {}
+  if composite is None:
+    composite = load_composite(config.data.name, data_dir=config.data.data_dir,
+                               resolution=config.data.resolution, datasets=config.data.datasets,
+                               flow_backend=config.data.flow_backend)
+  else:
+    composite = composite.select(config.data.datasets)
+  timings["data_s"] = time.perf_counter() - started
+  run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
+                                 config.protocol.max_folds)
+  devices = jax.local_devices()
+  strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
+  per_call = _resolve_models_per_call(config, strategy)
+  layout = folds.layout_models(run_folds, tuple(config.seeds),
+                               strategies.slot_multiple(strategy, len(devices), per_call))
+  train_mask = layout.train_mask(len(composite))
+  test_indices, test_valid = layout.test_table()
+  folds.check_disjoint(train_mask, test_indices, test_valid)
+  program = create_program(config, max(len(f.train_indices) for f in run_folds))
+  init_keys, train_keys = model_keys(layout)
+  executor = strategies.make_executor(
+      strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
+      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices)
+
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
+  if checkpoints.latest_epoch() is not None:
+    start_epoch, state = checkpoints.restore(executor.abstract_state())
+  else:
+    start_epoch, state = 0, executor.init(init_keys)
+  execution = {"strategy": strategy, "devices": [str(d) for d in devices], "models_per_call": per_call,
+               "models": layout.num_models, "slots": layout.num_slots, "resumed_from_epoch": start_epoch}
+  print(f"{len(run_folds)} folds x {len(layout.seeds)} seed(s) = {layout.num_models} models on "
+        f"{len(devices)} {devices[0].platform} device(s), strategy {strategy}; "
+        f"{len(composite)} samples from {composite.source}", file=sys.stderr)
+
+  state, timings["train_s"] = _train(config, executor, checkpoints, state, start_epoch, layout, workdir)
+  checkpoints.close()
+  predict_started = time.perf_counter()
+  probabilities = executor.predict(state)
+  timings["predict_s"] = time.perf_counter() - predict_started
+
+  history = np.asarray(jax.device_get(state["loss_history"]))[:layout.num_models]
+  epochs_trained = np.asarray(jax.device_get(state["epochs_trained"]))[:layout.num_models]
+  predictions = reporting.gather_predictions(layout, probabilities, test_indices, test_valid)
+  results = reporting.summarize(composite, predictions, protocol.CLASS_NAMES,
+                                bootstrap_resamples=config.report.bootstrap_resamples,
+                                confidence=config.report.confidence)
+  results["training"] = {
+      "preset": config.train.preset, "epochs_trained_min": int(epochs_trained.min()),
+      "epochs_trained_max": int(epochs_trained.max()),
+      "epochs_trained_mean": float(epochs_trained.mean()),
+      "final_train_loss_mean": float(np.nanmean([h[e - 1] for h, e in zip(history, epochs_trained) if e])),
+      "folds": len(run_folds), "protocol": config.protocol.name}
+  results["execution"] = execution
+  results["config"] = config_dict
+  results["versions"] = _versions()
+  _write_outputs(workdir, composite, layout, predictions, results, history)
+  timings["total_s"] = time.perf_counter() - started
+  results["timings"] = timings
+  reporting.write_json(os.path.join(workdir, RESULTS), results)
+  print(reporting.summary_table(results))
+  return results
+
+
+def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
+  """The epoch loop: progress bar, TensorBoard scalars, checkpoints, early end once all stopped."""
+  num_epochs = config.train.num_epochs
+  real = slice(0, layout.num_models)
+  active = np.asarray(jax.device_get(state["active"]))[real]
+  started = time.perf_counter()
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+  bar = tqdm.tqdm(total=num_epochs, initial=start_epoch, desc="LOSO epochs", unit="epoch", file=sys.stderr)
+  epoch = start_epoch
+  try:
+    with jax.transfer_guard_host_to_device("disallow"):
+      while epoch < num_epochs and active.any():
+        epoch_started = time.perf_counter()
+        state = executor.train_epoch(state, epoch)
+        losses = np.asarray(jax.device_get(state["loss_history"]))[real, epoch]
+        was_active, active = active, np.asarray(jax.device_get(state["active"]))[real]
+        epoch += 1
+        if epoch % config.checkpoint.every_epochs == 0 or epoch == num_epochs or not active.any():
+          checkpoints.save(epoch, state)
+        trained = losses[was_active]
+        writer.add_scalar("train/loss_mean", float(trained.mean()), epoch)
+        writer.add_scalar("train/loss_max", float(trained.max()), epoch)
+        writer.add_scalar("train/active_models", int(active.sum()), epoch)
+        writer.add_scalar("time/epoch_s", time.perf_counter() - epoch_started, epoch)
+        bar.set_postfix(loss=f"{trained.mean():.4f}", active=f"{int(active.sum())}/{layout.num_models}")
+        bar.update(1)
+  finally:
+    bar.close()
+    writer.close()
+  return state, time.perf_counter() - started
+
+
+def _write_outputs(workdir, composite, layout, predictions, results, history):
+  reporting.write_predictions_csv(os.path.join(workdir, "predictions.csv"), composite, predictions,
+                                  protocol.CLASS_NAMES)
+  reporting.write_megc_logs(workdir, composite, predictions)
+  reporting.write_confusion_pngs(workdir, results)
+  names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
+  with open(os.path.join(workdir, "train_loss.csv"), "w") as stream:
+    stream.write("epoch," + ",".join(names) + "\n")
+    for epoch, row in enumerate(history.T):
+      if np.isnan(row).all():
+        break
+      stream.write(f"{epoch + 1}," + ",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) + "\n")
+  with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
+    writer.add_scalar("test/uar", results["uar"], 0)
+    writer.add_scalar("test/uf1", results["uf1"], 0)
+    for dataset, entry in results.get("per_dataset", {}).items():
+      writer.add_scalar(f"test/{dataset}_uar", entry["uar"], 0)
+      writer.add_scalar(f"test/{dataset}_uf1", entry["uf1"], 0)
