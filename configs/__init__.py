@@ -1,0 +1,1 @@
+"""Experiment configs: `python launch.py --config=configs/<model>.py[:arg]`."""

@@ -1,0 +1,12 @@
+"""RCN-W with fm 32 and P 7 on 60x60 flow maps (paper Table V setting).
+
+Paper Table V (LOSO, MEGC2019 full composite): RCN-W: UAR 0.7100, UF1 0.7422.
+Run: `python launch.py --config=configs/rcn_w.py` (arguments: `paper`, `reference`, `smoke`;
+see configs/base.py).
+"""
+
+from configs import base
+
+
+def get_config(arg: str | None = None):
+  return base.make_config(preset="rcn_w", features=32, pool_size=7, arg=arg)

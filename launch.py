@@ -1,0 +1,65 @@
+"""Trains and evaluates a config over the LOSO protocol: `python launch.py --config=configs/rcn_f.py`.
+
+Flags: `--config=FILE[:ARG]` with `--config.section.key=value` overrides, `--workdir` (default
+`runs/<config name>[_<ARG>]`), `--xla_cache_dir` (compiled programs reused across runs; empty
+disables). The library entry point is `rcn_jax.train.train_and_evaluate`.
+"""
+
+import os
+import sys
+
+# XLA reads its flags once, when JAX starts: give every CPU core its own host device so the
+# shard_map strategy can run independent folds on each, unless the user chose XLA flags.
+if "XLA_FLAGS" not in os.environ:
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=wrong-import-position
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/rcn_f.py[:smoke].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<config name>[_<arg>]).")
+_XLA_CACHE = flags.DEFINE_string("xla_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "rcn_jax", "xla"),
+                                 "Persistent compilation cache; empty disables it.")
+flags.mark_flag_as_required("config")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags; an override of a config key that does not exist is a usage error naming it."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:
+    missing = str(error).strip("\"'")
+    culprits = [a.split("=")[0].lstrip("-") for a in argv[1:]
+                if a.startswith("--config.") and missing in a.split("=")[0].split(".")]
+    named = culprits[0] if culprits else f"config.*.{missing}"
+    print(f"FATAL Flags parsing error: unknown config key '{named[len('config.'):]}' in --{named}; "
+          f"see the config file for the keys it defines", file=sys.stderr)
+    sys.exit(1)
+
+
+def default_workdir(config_argument: str) -> str:
+  """`runs/<config file stem>[_<arg>]` for `--config=path/name.py[:arg]`."""
+  path, _, arg = config_argument.partition(":")
+  stem = os.path.splitext(os.path.basename(path))[0]
+  suffix = "".join(c if c.isalnum() or c in "-=" else "_" for c in arg)
+  return os.path.join("runs", f"{stem}_{suffix}" if suffix else stem)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  import jax  # pylint: disable=g-import-not-at-top
+  from rcn_jax import train  # pylint: disable=g-import-not-at-top
+
+  if _XLA_CACHE.value:
+    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE.value)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  print(f"workdir {workdir}; JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)",
+        file=sys.stderr)
+  train.train_and_evaluate(_CONFIG.value, workdir)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,149 @@
+"""The LOSO trainer end to end on a tiny in-memory composite: strategies agree, outputs, honesty."""
+
+import csv
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import rcn_f  # noqa: E402  (configs/ lives beside the package, not inside it)
+
+from rcn_jax import train  # noqa: E402
+from rcn_jax.data import Composite  # noqa: E402
+
+
+def tiny_composite(seed: int = 0) -> Composite:
+  """6 subjects of 4 samples over two datasets; the class shifts the map's mean."""
+  rng = np.random.default_rng(seed)
+  labels = np.tile([0, 1, 2, 0], 6)
+  flows = 0.5 * rng.random((24, 16, 16, 3)) + 0.25 * labels[:, None, None, None]
+  return Composite(flows=flows.astype(np.float32), labels=labels,
+                   subjects=np.repeat(["sub01", "sub02", "sub03", "s01", "s02", "s03"], 4),
+                   datasets=np.repeat(["casme2", "smic"], 12), samples=np.array([f"clip{i:02d}" for i in range(24)]))
+
+
+def tiny_config(strategy: str = "shard_map", **train_overrides):
+  config = rcn_f.get_config("smoke")
+  config.model.features = 4
+  config.model.pool_size = 2
+  config.data.resolution = 16
+  config.protocol.max_folds = 0
+  config.train.batch_size = 8
+  config.train.learning_rate = 0.05
+  config.train.num_epochs = 2
+  config.train.update(train_overrides)
+  config.parallel.strategy = strategy
+  config.parallel.models_per_call = 1
+  config.parallel.steps_per_call = 1  # Compiles one step instead of the whole epoch: a faster test.
+  config.report.bootstrap_resamples = 20
+  return config
+
+
+def read_probabilities(workdir) -> np.ndarray:
+  with open(os.path.join(workdir, "predictions.csv")) as stream:
+    rows = list(csv.DictReader(stream))
+  return np.array([[float(r[f"p_{c}"]) for c in ("negative", "positive", "surprise")] for r in rows])
+
+
+@pytest.fixture(scope="module")
+def strategy_runs(tmp_path_factory):
+  composite = tiny_composite()
+  runs = {}
+  for strategy in ("loop", "shard_map", "vmap"):
+    workdir = str(tmp_path_factory.mktemp(strategy))
+    runs[strategy] = (workdir, train.train_and_evaluate(tiny_config(strategy), workdir, composite=composite))
+  return runs
+
+
+def test_strategies_give_the_same_predictions(strategy_runs):
+  loop = read_probabilities(strategy_runs["loop"][0])
+  sharded = read_probabilities(strategy_runs["shard_map"][0])
+  vmapped = read_probabilities(strategy_runs["vmap"][0])
+  assert loop.shape == (24, 3)
+  # The same single-model program on 1 or 4 devices: bitwise equal.
+  np.testing.assert_array_equal(loop, sharded)
+  # vmap turns convolutions into grouped ones: equal to float32 rounding.
+  np.testing.assert_allclose(loop, vmapped, atol=1e-4)
+  assert len(strategy_runs["shard_map"][1]["execution"]["devices"]) == 4
+
+
+def test_results_and_output_files(strategy_runs):
+  workdir, results = strategy_runs["shard_map"]
+  for key in ("uar", "uf1", "per_dataset", "seeds", "config", "versions", "timings"):
+    assert key in results
+  assert set(results["per_dataset"]) == {"casme2", "smic"}
+  assert results["execution"]["strategy"] == "shard_map"
+  assert results["execution"]["slots"] == 8  # 6 folds padded to 4 devices x 1 model per call
+  assert results["training"]["epochs_trained_max"] == 2
+  with open(os.path.join(workdir, "results.json")) as stream:
+    assert json.load(stream)["uf1"] == results["uf1"]
+  with open(os.path.join(workdir, "megc2019_seed0.log")) as stream:
+    lines = stream.read().splitlines()
+  assert lines[0] == "casme2 sub01"
+  assert lines[1].split()[:2] == ["clip00", "0"]
+  assert sum(1 for line in lines if line.split()[0] in ("casme2", "smic")) == 6
+  for name in ("predictions.csv", "confusion_composite.png", "confusion_smic.png", "train_loss.csv", "config.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_same_config_and_seed_give_the_same_numbers_and_finished_runs_are_not_retrained(strategy_runs, tmp_path):
+  workdir, results = strategy_runs["shard_map"]
+  again = train.train_and_evaluate(tiny_config("shard_map"), str(tmp_path), composite=tiny_composite())
+  np.testing.assert_array_equal(read_probabilities(tmp_path), read_probabilities(workdir))
+  assert again["uf1"] == results["uf1"]
+  stamp = os.path.getmtime(os.path.join(workdir, "results.json"))
+  assert train.train_and_evaluate(tiny_config("shard_map"), workdir, composite=tiny_composite()) == \
+      json.loads(pathlib.Path(workdir, "results.json").read_text())
+  assert os.path.getmtime(os.path.join(workdir, "results.json")) == stamp
+  other = tiny_config("shard_map", learning_rate=0.01)
+  with pytest.raises(ValueError, match=r"another config \(sections \['train'\]"):
+    train.train_and_evaluate(other, workdir, composite=tiny_composite())
+
+
+def test_stopping_rule_and_training_never_see_the_test_subject(tmp_path):
+  """Replacing fold 0's test samples by noise with other labels changes nothing in its training."""
+  config = tiny_config("loop", num_epochs=4, loss_threshold=1.05)
+  config.protocol.max_folds = 1
+  composite = tiny_composite()
+  test = composite.subjects == "sub01"
+  rng = np.random.default_rng(5)
+  flows, labels = composite.flows.copy(), composite.labels.copy()
+  flows[test] = rng.random(flows[test].shape, np.float32)
+  labels[test] = (labels[test] + 1) % 3
+  poisoned = Composite(flows, labels, composite.subjects, composite.datasets, composite.samples)
+  clean_run = train.train_and_evaluate(config, str(tmp_path / "clean"), composite=composite)
+  poisoned_run = train.train_and_evaluate(config, str(tmp_path / "poisoned"), composite=poisoned)
+  clean_loss = (tmp_path / "clean" / "train_loss.csv").read_text()
+  assert clean_loss == (tmp_path / "poisoned" / "train_loss.csv").read_text()
+  assert clean_run["training"] == poisoned_run["training"]
+  # The rule did stop the model before the epoch limit, on its training loss.
+  assert clean_run["training"]["epochs_trained_max"] < 4
+  assert not np.array_equal(read_probabilities(tmp_path / "clean"), read_probabilities(tmp_path / "poisoned"))
+
+
+def test_seeds_train_separate_models(tmp_path):
+  config = tiny_config("shard_map")
+  config.protocol.max_folds = 4  # 4 folds x 2 seeds fill the same 8 slots as 6 folds: no recompile.
+  config.seeds = (0, 1)
+  results = train.train_and_evaluate(config, str(tmp_path), composite=tiny_composite())
+  assert [s["seed"] for s in results["seeds"]] == [0, 1]
+  probabilities = read_probabilities(tmp_path)
+  assert probabilities.shape == (32, 3)
+  assert not np.allclose(probabilities[:16], probabilities[16:])
+  assert results["uf1"] == pytest.approx(np.mean([s["uf1"] for s in results["seeds"]]))
+
+
+def test_bad_settings_name_their_key(tmp_path):
+  config = tiny_config("shard_map")
+  config.parallel.strategy = "pmap"
+  with pytest.raises(ValueError, match="parallel.strategy='pmap'"):
+    train.train_and_evaluate(config, str(tmp_path), composite=tiny_composite())
+  config = tiny_config("shard_map")
+  config.model.preset = "rcn_z"
+  with pytest.raises(ValueError, match="model.preset='rcn_z'"):
+    train.train_and_evaluate(config, str(tmp_path / "b"), composite=tiny_composite())
