@@ -147,11 +147,13 @@ PRESETS: dict[str, Preset] = {
 
 def create_model(preset: str, *, features: int, pool_size: int, num_classes: int = 3,
                  dropout_rate: float = 0.5, reference_quirks: bool = False,
-                 pytorch_bn: bool | None = None, steps: int | None = None) -> RCN:
-  """Builds a preset of `PRESETS`.
+                 pytorch_bn: bool | None = None, steps: int | None = None,
+                 architecture: str | None = None) -> nn.Module:
+  """Builds a preset of `PRESETS`, or a searched architecture.
 
   Args:
-    preset: a key of `PRESETS` (`rcn`, `rcn_a`, ..., `depth_4`).
+    preset: a key of `PRESETS` (`rcn`, `rcn_a`, ..., `depth_4`), `searched` (with `architecture`)
+      or a searched architecture's description `searched:stem=...` (`supernet.Architecture`).
     features: fm.
     pool_size: P.
     num_classes: C.
@@ -160,9 +162,15 @@ def create_model(preset: str, *, features: int, pool_size: int, num_classes: int
     pytorch_bn: PyTorch's unbiased running variance in batch norm; None means yes (the
       official training behaviour, which the reference results were produced with).
     steps: recurrent unfoldings; None for the layer type's official default.
+    architecture: the description of preset `searched`.
   Returns:
     The linen module.
   """
+  if preset == "searched" or preset.startswith("searched:"):
+    from rcn_jax.models import supernet  # pylint: disable=g-import-not-at-top  (it imports this module)
+    return supernet.searched_model(architecture or preset, features=features, pool_size=pool_size,
+                                   num_classes=num_classes, dropout_rate=dropout_rate,
+                                   reference_quirks=reference_quirks, pytorch_bn=pytorch_bn, steps=steps)
   if preset not in PRESETS:
     raise ValueError(f"model.preset={preset!r}: expected one of {sorted(PRESETS)}")
   spec = PRESETS[preset]
