@@ -148,7 +148,7 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
     data_dir: the TFDS data dir; `$RCN_JAX_DATA_DIR` or `~/.cache/rcn_jax` when None.
     resolution: network input size r.
     datasets: any subset of `casme2`, `smic`, `samm` (partial composites, single datasets).
-    flow_backend: which flow build of `megc2019` to read.
+    flow_backend: which flow build (TFDS builder config) to read or build.
 
   Returns:
     The composite, in the organisers' list order.
@@ -165,7 +165,7 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
   data_dir = data_dir or default_data_dir()
   if name == "synthetic":
     from data_prep import synthetic  # pylint: disable=g-import-not-at-top
-    directory = synthetic.ensure_built(data_dir)
+    directory = synthetic.ensure_built(data_dir, backend=flow_backend)
   else:
     directory = megc2019_directory(data_dir, flow_backend)
   return read_flow_dataset(directory, resolution=resolution, datasets=datasets)

@@ -1,0 +1,86 @@
+"""launch.py end to end on a tiny flow-map dataset on disk; flag errors; the TFDS loader."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from loso_fixtures import ROOT, launch, tiny_overrides, write_tiny_megc2019
+from rcn_jax import data, protocol
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("data")
+  write_tiny_megc2019(directory)
+  return directory
+
+
+def test_tiny_tfds_directory_reads_back_in_list_order(data_dir):
+  composite = data.load_composite("megc2019", data_dir=str(data_dir), resolution=20, datasets=("smic",))
+  listed = protocol.read_official_list(("smic",))
+  assert len(composite) == 164
+  assert composite.flows.shape == (164, 20, 20, 3) and composite.flows.dtype == np.float32
+  assert 0.0 <= composite.flows.min() and composite.flows.max() <= 1.0
+  assert composite.samples.tolist() == [s.sample for s in listed]
+  assert composite.subjects.tolist() == [s.subject for s in listed]
+  assert composite.labels.tolist() == [s.label for s in listed]
+  assert set(composite.datasets) == {"smic"}
+  # The class band on u survives the load-time transform (area resize and per-map min-max).
+  right_band = composite.flows[:, :, 14:, 0].mean(axis=(1, 2))
+  left_band = composite.flows[:, :, :6, 0].mean(axis=(1, 2))
+  assert np.all(right_band[composite.labels == 2] > left_band[composite.labels == 2] + 0.2)
+
+
+def test_loader_names_what_is_wrong(data_dir, tmp_path):
+  with pytest.raises(ValueError, match=r"listed sample\(s\) missing, e.g. \['casme2/sub01/EP02_01f'"):
+    data.load_composite("megc2019", data_dir=str(data_dir), resolution=20)
+  with pytest.raises(FileNotFoundError, match="no megc2019 flow-map dataset for backend 'dis'"):
+    data.load_composite("megc2019", data_dir=str(data_dir), flow_backend="dis")
+  with pytest.raises(ValueError, match="data.name='casme'"):
+    data.load_composite("casme", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match=r"data.datasets=\['smic', 'mmew'\]"):
+    data.load_composite("megc2019", data_dir=str(data_dir), datasets=("smic", "mmew"))
+  flows = np.zeros((2, 4, 4, 3), np.float32)
+  flows[1, 0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match=r"non-finite flow values in sample\(s\) \['smic/s02/b'\]"):
+    data.Composite(flows, np.array([0, 1]), np.array(["s01", "s02"]), np.array(["smic"] * 2), np.array(["a", "b"]))
+
+
+def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  process = launch(["--config=configs/rcn_f.py:smoke", f"--workdir={workdir}", *tiny_overrides(data_dir)],
+                   cache_dir=tmp_path / "xla")
+  out, err = process.communicate(timeout=600)
+  assert process.returncode == 0, err[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  for key in ("uar", "uf1", "per_dataset", "seeds", "config", "versions", "timings"):
+    assert key in results
+  assert set(results["per_dataset"]) == {"smic"}
+  assert results["training"]["folds"] == 4 and results["training"]["epochs_trained_max"] == 2
+  assert results["config"]["model"]["preset"] == "rcn_f"
+  assert results["execution"]["strategy"] == "shard_map" and len(results["execution"]["devices"]) == 4
+  assert "pooled LOSO scores" in out and "composite" in out
+  assert "LOSO epochs: 100%" in err  # the progress bar
+  log = (workdir / "megc2019_seed0.log").read_text().splitlines()
+  assert log[0] == "smic s01"
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+  process = launch(["--config=configs/rcn_f.py", "--config.model.nope=1", f"--workdir={tmp_path}"],
+                   cache_dir=tmp_path / "xla")
+  _, err = process.communicate(timeout=120)
+  assert process.returncode != 0
+  assert "unknown config key 'model.nope' in --config.model.nope" in err
+  assert "Traceback" not in err
+  process = launch(["--config=configs/rcn_f.py:smokey", f"--workdir={tmp_path}"], cache_dir=tmp_path / "xla")
+  _, err = process.communicate(timeout=120)
+  assert process.returncode != 0 and "'smokey'" in err
+
+
+def test_default_workdir_is_named_after_the_config():
+  sys.path.insert(0, str(ROOT))
+  import launch as launch_module  # pylint: disable=g-import-not-at-top
+  assert launch_module.default_workdir("configs/rcn_f.py") == "runs/rcn_f"
+  assert launch_module.default_workdir("configs/depth.py:depth=3,smoke") == "runs/depth_depth=3_smoke"
