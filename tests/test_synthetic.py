@@ -17,7 +17,8 @@ from data_prep.synthetic import action_units, builder, domains, generate
 from rcn_jax import protocol
 
 # Pinned from the organisers' list (protocol.md): samples, subjects, negative, positive, surprise.
-COUNTS = {"smic": (164, 16, 70, 51, 43), "casme2": (145, 24, 88, 32, 25), "samm": (133, 28, 92, 26, 15)}
+COUNTS = {"smic": (164, 16, 70, 51, 43), "casme2": (145, 24, 88, 32, 25),
+          "samm": (133, 28, 92, 26, 15)}
 BORDER = 8  # flow.md measures ignore an 8-px ring
 
 
@@ -67,7 +68,7 @@ def test_plans_follow_the_domains(plans):
     sizes[plan.dataset, plan.subject].add((plan.height, plan.width))
   assert all(len(shapes) == 1 for shapes in sizes.values())
   typical = np.mean([p.expressed_label == p.label for p in plans])
-  assert 0.8 < typical < 0.95  # atypical_probability = 0.12
+  assert 0.92 < typical < 0.99  # atypical_probability = 0.04
 
 
 def test_frames_have_the_domains_format():
@@ -95,7 +96,8 @@ def test_same_seed_gives_identical_arrays_and_samples_stand_alone():
     assert np.array_equal(first.motion, second.motion)
   other_seed = generate.generate_sample(generate.SyntheticConfig(seed=4), _listed("smic", 2))
   assert not np.array_equal(other_seed.onset, alone.onset)
-  assert generate.SyntheticConfig(seed=3).fingerprint() != generate.SyntheticConfig(seed=4).fingerprint()
+  fingerprints = {generate.SyntheticConfig(seed=seed).fingerprint() for seed in (3, 4)}
+  assert len(fingerprints) == 2
 
 
 def test_subjects_have_distinct_faces():
@@ -123,8 +125,8 @@ def test_ground_truth_explains_the_apex():
   sample = generate.generate_sample(config, _listed("samm", 3))
   height, width = sample.onset.shape
   y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-  warped = cv2.remap(sample.apex.astype(np.float32), x + sample.motion[..., 0], y + sample.motion[..., 1],
-                     cv2.INTER_CUBIC)
+  warped = cv2.remap(sample.apex.astype(np.float32), x + sample.motion[..., 0],
+                     y + sample.motion[..., 1], cv2.INTER_CUBIC)
   inner = (slice(BORDER, -BORDER),) * 2
   residual = np.abs(warped - sample.onset)[inner].mean()
   unwarped = np.abs(sample.apex.astype(np.float32) - sample.onset)[inner].mean()
@@ -146,13 +148,15 @@ def _canvas_direction(config, dataset, index, landmarks):
 @pytest.mark.parametrize("label", [0, 1, 2])
 def test_classes_move_their_action_units(label):
   config = _quiet(generate.SyntheticConfig(unilateral_probability=0.0))
-  rows = [i for i, row in enumerate(protocol.read_official_list(["casme2"])) if row.label == label][:6]
+  listed = protocol.read_official_list(["casme2"])
+  rows = [index for index, row in enumerate(listed) if row.label == label][:6]
   for index in rows:
     if label == 2:  # surprise: brows raised
       plan, (dx, dy) = _canvas_direction(config, "casme2", index, ["mid_brow_l", "mid_brow_r"])
       assert dy < -0.1 * plan.amplitude
     elif label == 1:  # positive: lip corners up and out
-      plan, (_, dy) = _canvas_direction(config, "casme2", index, ["mouth_corner_l", "mouth_corner_r"])
+      corners = ["mouth_corner_l", "mouth_corner_r"]
+      plan, (_, dy) = _canvas_direction(config, "casme2", index, corners)
       _, (dx_left, _) = _canvas_direction(config, "casme2", index, ["mouth_corner_l"])
       assert dy < -0.2 * plan.amplitude and dx_left < 0
     else:  # negative: a mix of brow lowerer, lip-corner depressor, nose wrinkler (or dimpler)
@@ -203,15 +207,18 @@ def test_tvl1_flow_is_within_flow_md_thresholds_of_the_truth():
     true_strain = strain_lib.optical_strain(sample.motion)[inner]
     correlations.append(np.corrcoef(true_strain.ravel(), flow_map[..., 2][inner].ravel())[0, 1])
   assert len(chosen) == 3
-  assert np.mean(errors) < 0.13 and max(errors) < 0.5 * min(baselines)
-  assert np.mean(correlations) > 0.6
+  assert np.mean(errors) < 0.13
+  # Far better than zero flow, whose error is the true motion itself (head motion included).
+  assert all(error < 0.7 * baseline for error, baseline in zip(errors, baselines))
+  assert np.mean(correlations) > 0.6, correlations
 
 
 def test_builder_writes_the_shared_schema_in_list_order(tmp_path):
   listed = [_listed("casme2", 0), _listed("smic", 1), _listed("samm", 2), _listed("smic", 0)]
   config = _reduced(generate.SyntheticConfig(), 0.5)
-  built = builder.Megc2019Synthetic(data_dir=str(tmp_path), config="dis", file_format="array_record",
-                                    generator_config=config, listed=listed, workers=2, progress=False)
+  built = builder.Megc2019Synthetic(data_dir=str(tmp_path), config="dis",
+                                    file_format="array_record", generator_config=config,
+                                    listed=listed, workers=2, progress=False)
   built.download_and_prepare()
   assert built.data_dir.endswith("megc2019_synthetic/dis/1.0.0")
   source = tfds.builder_from_directory(built.data_dir).as_data_source("train")
@@ -224,21 +231,31 @@ def test_builder_writes_the_shared_schema_in_list_order(tmp_path):
     expected = compute_flow_map(sample.onset, sample.apex, backend="dis")
     assert example["flow"].dtype == np.float16
     np.testing.assert_allclose(example["flow"], expected, atol=2e-3, rtol=1e-3)
-    assert (example["onset_frame"], example["apex_frame"]) == (sample.plan.onset_frame, sample.plan.apex_frame)
+    frames = (sample.plan.onset_frame, sample.plan.apex_frame)
+    assert (example["onset_frame"], example["apex_frame"]) == frames
   metadata = tfds.builder_from_directory(built.data_dir).info.metadata
   assert metadata["synthetic"] and metadata["generator_fingerprint"] == config.fingerprint()
 
 
 def test_ensure_built_refuses_a_folder_made_otherwise(tmp_path):
   config = _reduced(generate.SyntheticConfig(), 0.5)
-  partial = builder.Megc2019Synthetic(data_dir=str(tmp_path), config="farneback", file_format="array_record",
-                                      generator_config=config, listed=[_listed("samm")], workers=1,
-                                      progress=False)
+  partial = builder.Megc2019Synthetic(data_dir=str(tmp_path), config="farneback",
+                                      file_format="array_record", generator_config=config,
+                                      listed=[_listed("samm")], workers=1, progress=False)
   partial.download_and_prepare()
   with pytest.raises(InputError, match=r"num_samples=1 \(expected 442\)") as refused:
     builder.ensure_built(str(tmp_path), backend="farneback", generator_config=config)
   assert "generator_fingerprint" not in str(refused.value)
   with pytest.raises(InputError, match="generator_fingerprint="):
-    builder.ensure_built(str(tmp_path), backend="farneback", generator_config=generate.SyntheticConfig())
+    builder.ensure_built(str(tmp_path), backend="farneback",
+                         generator_config=generate.SyntheticConfig())
   with pytest.raises(InputError, match="unknown flow backend 'raft'"):
     builder.ensure_built(str(tmp_path), backend="raft")
+
+
+def test_command_line_names_a_bad_backend(tmp_path):
+  from data_prep.synthetic import __main__ as command_line  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(InputError, match="unknown flow backend 'raft'"):
+    command_line.main([f"--data-dir={tmp_path}", "--backend=raft"])
+  assert not any(tmp_path.iterdir())

@@ -11,11 +11,11 @@ truth per sample), `builder` (the TFDS builder and `ensure_built`).
 
 import importlib
 
-from data_prep.synthetic.generate import (SamplePlan, SyntheticConfig, SyntheticSample, generate_composite,
-                                          generate_sample, plan_composite)
+from data_prep.synthetic.generate import (SamplePlan, SyntheticConfig, SyntheticSample,
+                                          generate_composite, generate_sample, plan_composite)
 
-__all__ = ["SamplePlan", "SyntheticConfig", "SyntheticSample", "ensure_built", "generate_composite",
-           "generate_sample", "plan_composite"]
+__all__ = ["SamplePlan", "SyntheticConfig", "SyntheticSample", "ensure_built",
+           "generate_composite", "generate_sample", "plan_composite"]
 
 
 def __getattr__(name: str):

@@ -28,8 +28,10 @@ ACTION_UNITS: dict[str, tuple[_Bump, ...]] = {
     "AU6": (("cheek", 0.3, (0.1, -1.0)), ("lower_lid", 0.15, (0.0, -0.5))),  # cheek raiser
     "AU7": (("lower_lid", 0.14, (-0.2, -0.8)),),  # lid tightener
     "AU9": (("nose_wing", 0.18, (-0.2, -1.0)), ("inner_brow", 0.18, (0.0, 0.4))),  # nose wrinkler
-    "AU10": (("upper_lip_side", 0.2, (0.0, -0.9)), ("nose_wing", 0.15, (0.0, -0.4))),  # upper lip raiser
-    "AU12": (("mouth_corner", 0.22, (0.6, -0.8)), ("cheek", 0.25, (0.15, -0.35))),  # lip corner puller
+    # upper lip raiser
+    "AU10": (("upper_lip_side", 0.2, (0.0, -0.9)), ("nose_wing", 0.15, (0.0, -0.4))),
+    # lip corner puller
+    "AU12": (("mouth_corner", 0.22, (0.6, -0.8)), ("cheek", 0.25, (0.15, -0.35))),
     "AU14": (("mouth_corner", 0.18, (0.8, 0.1)),),  # dimpler
     "AU15": (("mouth_corner", 0.2, (0.1, 1.0)),),  # lip corner depressor
     "AU17": (("chin", 0.3, (0.0, -0.8)), ("lower_lip", 0.22, (0.0, -0.5))),  # chin raiser
@@ -48,8 +50,9 @@ class ClassProfile:
 
 
 CLASS_PROFILES: dict[str, ClassProfile] = {
-    "negative": ClassProfile(core=(("AU4", 0.55), ("AU15", 0.3), ("AU9", 0.25), ("AU14", 0.2)),
-                             companions=(("AU7", 0.3), ("AU17", 0.25), ("AU10", 0.15), ("AU24", 0.15))),
+    "negative": ClassProfile(
+        core=(("AU4", 0.55), ("AU15", 0.3), ("AU9", 0.25), ("AU14", 0.2)),
+        companions=(("AU7", 0.3), ("AU17", 0.25), ("AU10", 0.15), ("AU24", 0.15))),
     "positive": ClassProfile(core=(("AU12", 1.0),),
                              companions=(("AU6", 0.55), ("AU7", 0.1), ("AU26", 0.1))),
     "surprise": ClassProfile(core=(("AU1", 0.75), ("AU2", 0.75)),
@@ -72,7 +75,8 @@ class Activation:
 
 @dataclasses.dataclass(frozen=True)
 class MotionField:
-  """A sum of bumps in canvas pixels: centres `[B, 2]` (x, y), radii `[B]`, displacements `[B, 2]`."""
+  """A sum of bumps in canvas pixels: centres `[B, 2]` (x, y), radii `[B]`, displacements
+  `[B, 2]`."""
   centres: np.ndarray
   radii: np.ndarray
   displacements: np.ndarray
@@ -81,7 +85,8 @@ class MotionField:
     return dataclasses.replace(self, displacements=self.displacements * factor)
 
   def __add__(self, other: MotionField) -> MotionField:
-    return MotionField(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+    pairs = zip(dataclasses.astuple(self), dataclasses.astuple(other))
+    return MotionField(*(np.concatenate([mine, theirs]) for mine, theirs in pairs))
 
 
 def empty_field() -> MotionField:
@@ -149,7 +154,8 @@ def build_field(face: faces.Face, activations: tuple[Activation, ...], rng: np.r
         angle = rng.normal(0.0, 3 * jitter)
         dx, dy = sign * outward if sign else outward, down
         dx, dy = dx * np.cos(angle) - dy * np.sin(angle), dx * np.sin(angle) + dy * np.cos(angle)
-        centres.append((x + rng.normal(0.0, jitter * half_width), y + rng.normal(0.0, jitter * half_width)))
+        shift_x, shift_y = rng.normal(0.0, jitter * half_width, 2)
+        centres.append((x + shift_x, y + shift_y))
         radii.append(radius * half_width)
         displacements.append((activation.intensity * dx, activation.intensity * dy))
   if not centres:
@@ -209,12 +215,14 @@ def invert(field: MotionField, x: np.ndarray, y: np.ndarray, tolerance: float = 
   estimate_x, estimate_y = target_x.copy(), target_y.copy()
   for _ in range(max_iterations):
     shift_x, shift_y = np.zeros_like(target_x), np.zeros_like(target_y)
-    for member, (cx, cy), radius, (dx, dy) in zip(members, field.centres, field.radii, field.displacements):
+    bumps = zip(members, field.centres, field.radii, field.displacements)
+    for member, (cx, cy), radius, (dx, dy) in bumps:
       weight = _kernel(((estimate_x[member] - cx)**2 + (estimate_y[member] - cy)**2) / radius**2)
       shift_x[member] += weight * dx
       shift_y[member] += weight * dy
     update_x, update_y = target_x - shift_x, target_y - shift_y
-    step = max(np.abs(update_x - estimate_x).max(initial=0.0), np.abs(update_y - estimate_y).max(initial=0.0))
+    step = max(np.abs(update_x - estimate_x).max(initial=0.0),
+               np.abs(update_y - estimate_y).max(initial=0.0))
     estimate_x, estimate_y = update_x, update_y
     if step < tolerance:
       break

@@ -63,8 +63,10 @@ def _example(plan: generate.SamplePlan, flow_map: np.ndarray) -> dict[str, Any]:
                       sample=plan.sample, onset_frame=plan.onset_frame, apex_frame=plan.apex_frame)
 
 
-def _ordered_map(function, items: Sequence[Any], workers: int, progress: bool, desc: str) -> Iterator[Any]:
-  """`function` over `items` in worker processes, results in the items' order, with a progress bar."""
+def _ordered_map(function, items: Sequence[Any], workers: int, progress: bool,
+                 desc: str) -> Iterator[Any]:
+  """`function` over `items` in worker processes, results in the items' order, with a progress
+  bar."""
   import tqdm
 
   with tqdm.tqdm(total=len(items), desc=desc, unit="sample", disable=not progress) as bar:
@@ -82,8 +84,9 @@ def _ordered_map(function, items: Sequence[Any], workers: int, progress: bool, d
 
 
 def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *,
-                      listed: Sequence[protocol.ListedSample] | None = None, workers: int | None = None,
-                      progress: bool = True, batch_size: int = 32) -> Iterator[dict[str, Any]]:
+                      listed: Sequence[protocol.ListedSample] | None = None,
+                      workers: int | None = None, progress: bool = True,
+                      batch_size: int = 32) -> Iterator[dict[str, Any]]:
   """Generates the synthetic composite and computes its flow maps, in the organisers' order.
 
   OpenCV backends run whole samples in `workers` processes. JAX backends get their frames from
@@ -119,8 +122,9 @@ def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *
   for indices in by_shape.values():
     for start in range(0, len(indices), batch_size):
       chunk = indices[start:start + batch_size]
-      solved = compute_flow_maps(np.stack([pairs[i][1] for i in chunk]), np.stack([pairs[i][2] for i in chunk]),
-                                 backend=backend)
+      onsets = np.stack([pairs[i][1] for i in chunk])
+      apexes = np.stack([pairs[i][2] for i in chunk])
+      solved = compute_flow_maps(onsets, apexes, backend=backend)
       for index, flow_map in zip(chunk, solved):
         maps[index] = flow_map
   for (plan, _, _), flow_map in zip(pairs, maps):
@@ -132,7 +136,8 @@ class Megc2019Synthetic(FlowMapBuilder):
 
   name = NAME
   VERSION = tfds.core.Version(GENERATOR_VERSION)
-  RELEASE_NOTES = {GENERATOR_VERSION: "Procedural faces, action-unit motion, three imitated domains."}
+  RELEASE_NOTES = {
+      GENERATOR_VERSION: "Procedural faces, action-unit motion, three imitated domains."}
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=backend, description=f"{backend} optical flow")
                      for backend in BACKENDS]
   DESCRIPTION = (
@@ -162,8 +167,9 @@ class Megc2019Synthetic(FlowMapBuilder):
     return {"train": self._generate_examples()}
 
   def _generate_examples(self):
-    examples = flow_map_examples(self._generator_config, self.builder_config.name, listed=self._listed,
-                                 workers=self._workers, progress=self._progress)
+    examples = flow_map_examples(self._generator_config, self.builder_config.name,
+                                 listed=self._listed, workers=self._workers,
+                                 progress=self._progress)
     for index, example in enumerate(examples):
       yield f"{index:05d}", example
 
@@ -191,11 +197,12 @@ def ensure_built(data_dir: str | None = None, *, backend: str = "tvl1",
     metadata = builder.info.metadata
     expected = {"generator_fingerprint": generator_config.fingerprint(),
                 "num_samples": len(protocol.read_official_list())}
-    differences = [f"{key}={metadata.get(key)!r} (expected {value!r})" for key, value in expected.items()
-                   if metadata.get(key) != value]
+    differences = [f"{key}={metadata.get(key)!r} (expected {value!r})"
+                   for key, value in expected.items() if metadata.get(key) != value]
     if differences:
-      raise InputError(f"{builder.data_dir}: built with {', '.join(differences)}: another generator config "
-                       "or a partial list; delete the folder or use another data_dir")
+      raise InputError(f"{builder.data_dir}: built with {', '.join(differences)}: another "
+                       "generator config or a partial list; delete the folder or use another "
+                       "data_dir")
     return str(builder.data_dir)
   builder.download_and_prepare()
   return str(Path(builder.data_dir))

@@ -25,7 +25,7 @@ class DomainSpec:
       at the face border.
     illumination_change: standard deviation of the relative brightness change between onset and
       apex (global gain and linear gradient): flicker and auto-exposure.
-    amplitude_range: range of the expression's peak displacement, in pixels (drawn log-uniformly).
+    amplitude_range: range of the expression's peak displacement, in pixels (drawn uniformly).
     apex_delay_frames: range of the apex frame's distance from the onset frame (frame rate).
   """
   name: str
@@ -40,14 +40,14 @@ class DomainSpec:
 
 
 DOMAINS: tuple[DomainSpec, ...] = (
-    DomainSpec(name="casme2", size=(210, 200), size_jitter=8, colour=True, noise_sigma=2.0,
-               head_motion_px=0.15, illumination_change=0.005, amplitude_range=(0.25, 2.0),
+    DomainSpec(name="casme2", size=(210, 200), size_jitter=8, colour=True, noise_sigma=1.5,
+               head_motion_px=0.1, illumination_change=0.005, amplitude_range=(0.3, 2.0),
                apex_delay_frames=(10, 45)),
-    DomainSpec(name="smic", size=(160, 140), size_jitter=6, colour=True, noise_sigma=3.5,
-               head_motion_px=0.3, illumination_change=0.015, amplitude_range=(0.2, 1.2),
+    DomainSpec(name="smic", size=(160, 140), size_jitter=6, colour=True, noise_sigma=3.0,
+               head_motion_px=0.2, illumination_change=0.015, amplitude_range=(0.2, 1.6),
                apex_delay_frames=(5, 22)),
-    DomainSpec(name="samm", size=(230, 210), size_jitter=8, colour=False, noise_sigma=1.2,
-               head_motion_px=0.12, illumination_change=0.003, amplitude_range=(0.2, 1.5),
+    DomainSpec(name="samm", size=(230, 210), size_jitter=8, colour=False, noise_sigma=0.8,
+               head_motion_px=0.08, illumination_change=0.003, amplitude_range=(0.2, 1.8),
                apex_delay_frames=(15, 60)),
 )
 
@@ -57,4 +57,5 @@ def domain(name: str, domains: tuple[DomainSpec, ...] = DOMAINS) -> DomainSpec:
   for spec in domains:
     if spec.name == name:
       return spec
-  raise KeyError(f"no synthetic domain for dataset {name!r}; known: {[spec.name for spec in domains]}")
+  known = [spec.name for spec in domains]
+  raise KeyError(f"no synthetic domain for dataset {name!r}; known: {known}")

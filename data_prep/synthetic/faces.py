@@ -71,7 +71,8 @@ class Face:
       points[f"lower_lid_{side}"] = (eye_x, self.eye_y + self.eye_radii[1])
       points[f"cheek_{side}"] = (eye_x + sign * 0.1 * self.eye_dx,
                                  0.5 * (self.eye_y + self.mouth_y) + 0.1 * self.eye_dx)
-      points[f"nose_wing_{side}"] = (cx + sign * self.nose_half_width, self.nose_y - 0.02 * self.height)
+      points[f"nose_wing_{side}"] = (cx + sign * self.nose_half_width,
+                                     self.nose_y - 0.02 * self.height)
       points[f"mouth_corner_{side}"] = (cx + sign * self.mouth_half_width, self.mouth_y)
     return points
 
@@ -148,7 +149,8 @@ def _blend(rgb: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray
 def skin_texture(face: Face, x: np.ndarray, y: np.ndarray) -> np.ndarray:
   """The relative skin-brightness variation at canvas points `[N]` (x, y): `[N]` float32."""
   vectors = face.wave_vectors.astype(np.float32)
-  phases = np.asarray(x, np.float32)[:, None] * vectors[:, 0] + np.asarray(y, np.float32)[:, None] * vectors[:, 1]
+  x, y = np.asarray(x, np.float32)[:, None], np.asarray(y, np.float32)[:, None]
+  phases = x * vectors[:, 0] + y * vectors[:, 1]
   phases += face.wave_phases.astype(np.float32)
   return np.einsum("nk,k->n", np.cos(phases, out=phases), face.wave_amplitudes.astype(np.float32))
 
@@ -170,16 +172,18 @@ def skin_texture_on_grid(face: Face, matrix: np.ndarray, height: int, width: int
   along_column = face.wave_vectors @ matrix[:, 0]  # phase per column step, [waves]
   along_row = face.wave_vectors @ matrix[:, 1]
   offset = face.wave_vectors @ matrix[:, 2] + face.wave_phases
-  rows = (face.wave_amplitudes * np.exp(1j * offset)) * np.exp(1j * np.outer(np.arange(height), along_row))
+  rows = face.wave_amplitudes * np.exp(1j * (offset + np.outer(np.arange(height), along_row)))
   columns = np.exp(1j * np.outer(along_column, np.arange(width)))
-  real_rows = np.concatenate([rows.real, -rows.imag], axis=1).astype(np.float32)  # [height, 2 waves]
+  # [height, 2 waves] and [2 waves, width]: real and imaginary parts side by side.
+  real_rows = np.concatenate([rows.real, -rows.imag], axis=1).astype(np.float32)
   real_columns = np.concatenate([columns.real, columns.imag], axis=0).astype(np.float32)
   return np.einsum("hk,kw->hw", real_rows, real_columns).reshape(-1)
 
 
 def _spot(face: Face, spot: np.ndarray, x, y, rgb):
   spot_x, spot_y, radius, darkening = spot
-  return rgb * (1.0 - darkening * np.exp(-((x - spot_x)**2 + (y - spot_y)**2) / (2 * radius**2)))[:, None]
+  squared_distance = (x - spot_x)**2 + (y - spot_y)**2
+  return rgb * (1.0 - darkening * np.exp(-squared_distance / (2 * radius**2)))[:, None]
 
 
 def _brow(face: Face, sign: float, x, y, rgb):
@@ -189,7 +193,8 @@ def _brow(face: Face, sign: float, x, y, rgb):
   curve = face.brow_y - face.brow_arch * (1.0 - t**2)
   along = _sigmoid((1.0 - np.abs(t)) * face.brow_half_length / 1.5)
   hair = 0.8 + 0.2 * np.cos(2.2 * (x - sign * 0.6 * y))
-  return _blend(rgb, face.brow_rgb, 0.9 * along * hair * np.exp(-0.5 * ((y - curve) / thickness)**4))
+  alpha = 0.9 * along * hair * np.exp(-0.5 * ((y - curve) / thickness)**4)
+  return _blend(rgb, face.brow_rgb, alpha)
 
 
 def _eye(face: Face, sign: float, x, y, rgb):
@@ -241,23 +246,26 @@ def _features(face: Face):
   rx, ry = face.eye_radii
   for spot in face.spots:
     reach = 4 * spot[2]
-    yield (spot[0] - reach, spot[1] - reach, spot[0] + reach, spot[1] + reach), functools.partial(_spot, face, spot)
+    yield ((spot[0] - reach, spot[1] - reach, spot[0] + reach, spot[1] + reach),
+           functools.partial(_spot, face, spot))
   for sign in (-1.0, 1.0):
     brow_x = cx + sign * face.eye_dx
-    reach_x, reach_y = 1.2 * face.brow_half_length + 4, face.brow_arch + 2.5 * face.brow_thickness + 3
+    reach_x = 1.2 * face.brow_half_length + 4
+    reach_y = face.brow_arch + 2.5 * face.brow_thickness + 3
     yield ((brow_x - reach_x, face.brow_y - reach_y, brow_x + reach_x, face.brow_y + reach_y),
            functools.partial(_brow, face, sign))
     yield ((brow_x - rx - 6, face.eye_y - ry - 6, brow_x + rx + 6, face.eye_y + ry + 6),
            functools.partial(_eye, face, sign))
   nose_reach = 1.3 * face.mouth_half_width + 8
-  yield ((cx - nose_reach, face.nose_y - face.nose_half_width - 6, cx + nose_reach, face.mouth_y + 10),
-         functools.partial(_nose, face))
+  yield ((cx - nose_reach, face.nose_y - face.nose_half_width - 6, cx + nose_reach,
+          face.mouth_y + 10), functools.partial(_nose, face))
   yield ((cx - face.mouth_half_width - 8, face.mouth_y - face.lip_thickness - 6,
           cx + face.mouth_half_width + 8, face.mouth_y + 1.2 * face.lip_thickness + 6),
          functools.partial(_mouth, face))
 
 
-def render(face: Face, x: np.ndarray, y: np.ndarray, texture: np.ndarray | None = None) -> np.ndarray:
+def render(face: Face, x: np.ndarray, y: np.ndarray,
+           texture: np.ndarray | None = None) -> np.ndarray:
   """Renders the face's reflectance times its fixed lighting at canvas coordinates.
 
   Args:

@@ -46,11 +46,11 @@ class SyntheticConfig:
   """
   seed: int = 0
   domains: tuple[domains_lib.DomainSpec, ...] = domains_lib.DOMAINS
-  blink_probability: float = 0.3
-  fidget_probability: float = 0.35
+  blink_probability: float = 0.15
+  fidget_probability: float = 0.2
   unilateral_probability: float = 0.2
-  atypical_probability: float = 0.12
-  jitter: float = 0.04
+  atypical_probability: float = 0.04
+  jitter: float = 0.05
 
   def fingerprint(self) -> str:
     """A short digest of the config, to tell generated data sets apart."""
@@ -64,10 +64,12 @@ class Pose:
   angle: float
   scale: float
 
-  def to_canvas(self, x: np.ndarray, y: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+  def to_canvas(self, x: np.ndarray, y: np.ndarray,
+                centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     cos, sin = self.scale * np.cos(self.angle), self.scale * np.sin(self.angle)
     dx, dy = x - centre[0], y - centre[1]
-    return centre[0] + cos * dx - sin * dy + self.shift[0], centre[1] + sin * dx + cos * dy + self.shift[1]
+    return (centre[0] + cos * dx - sin * dy + self.shift[0],
+            centre[1] + sin * dx + cos * dy + self.shift[1])
 
   def matrix(self, centre: tuple[float, float]) -> np.ndarray:
     """`[2, 3]` affine matrix of `to_canvas` on (x, y, 1)."""
@@ -77,7 +79,8 @@ class Pose:
     return np.array([[unit_x[0][0] - origin[0][0], unit_y[0][0] - origin[0][0], origin[0][0]],
                      [unit_x[1][0] - origin[1][0], unit_y[1][0] - origin[1][0], origin[1][0]]])
 
-  def to_image(self, x: np.ndarray, y: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+  def to_image(self, x: np.ndarray, y: np.ndarray,
+               centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     cos, sin = np.cos(self.angle) / self.scale, np.sin(self.angle) / self.scale
     dx, dy = x - centre[0] - self.shift[0], y - centre[1] - self.shift[1]
     return centre[0] + cos * dx + sin * dy, centre[1] - sin * dx + cos * dy
@@ -142,7 +145,8 @@ def subject_face(config: SyntheticConfig, dataset: str, subject: str) -> faces.F
   """The face of a subject; its frame size is drawn around its domain's size."""
   spec = domains_lib.domain(dataset, config.domains)
   rng = stream(config.seed, dataset, subject, "face")
-  height, width = (int(side + rng.integers(-spec.size_jitter, spec.size_jitter + 1)) for side in spec.size)
+  height, width = (int(side + rng.integers(-spec.size_jitter, spec.size_jitter + 1))
+                   for side in spec.size)
   return faces.sample_face(rng, height, width)
 
 
@@ -151,8 +155,9 @@ def _nuisance_motion(config: SyntheticConfig, rng: np.random.Generator, face: fa
   """Blinks and random local motions that carry no class information."""
   field = action_units.empty_field()
   if rng.uniform() < config.blink_probability:
-    blink = action_units.build_field(face, (action_units.Activation("AU45", 1.0),), rng, config.jitter)
-    field = field + blink.scaled(rng.uniform(0.3, 2.0))
+    blink = action_units.build_field(face, (action_units.Activation("AU45", 1.0),), rng,
+                                     config.jitter)
+    field = field + blink.scaled(rng.uniform(0.3, 1.5))
   if rng.uniform() < config.fidget_probability:
     cx, cy = face.centre
     ax, ay = face.half_axes
@@ -161,7 +166,8 @@ def _nuisance_motion(config: SyntheticConfig, rng: np.random.Generator, face: fa
     field = field + action_units.MotionField(
         centres=np.array([[cx + ax * radius * np.cos(angle), cy + ay * radius * np.sin(angle)]]),
         radii=np.array([ax * rng.uniform(0.15, 0.3)]),
-        displacements=rng.uniform(0.2, 0.8) * amplitude * np.array([[np.cos(direction), np.sin(direction)]]))
+        displacements=rng.uniform(0.1, 0.5) * amplitude
+        * np.array([[np.cos(direction), np.sin(direction)]]))
   return field
 
 
@@ -177,7 +183,8 @@ def plan_sample(config: SyntheticConfig, listed: protocol.ListedSample,
     The plan.
   """
   if listed.label not in range(len(protocol.CLASS_NAMES)):
-    raise ValueError(f"sample {listed.dataset}/{listed.subject}/{listed.sample}: unknown label {listed.label}")
+    raise ValueError(f"sample {listed.dataset}/{listed.subject}/{listed.sample}: unknown label "
+                     f"{listed.label}")
   spec = domains_lib.domain(listed.dataset, config.domains)
   if face is None:
     face = subject_face(config, listed.dataset, listed.subject)
@@ -190,7 +197,7 @@ def plan_sample(config: SyntheticConfig, listed: protocol.ListedSample,
   profile = action_units.CLASS_PROFILES[protocol.CLASS_NAMES[expressed_label]]
   activations = action_units.sample_activations(rng, profile, config.unilateral_probability)
   expression = action_units.build_field(face, activations, rng, config.jitter)
-  amplitude = float(np.exp(rng.uniform(*np.log(spec.amplitude_range))))
+  amplitude = float(rng.uniform(*spec.amplitude_range))
   expression = expression.scaled(amplitude / action_units.peak_displacement(expression))
   motion = expression + _nuisance_motion(config, rng, face, amplitude)
 
@@ -219,7 +226,8 @@ def ground_truth_motion(plan: SamplePlan) -> np.ndarray:
   fx, fy = plan.onset_pose.to_canvas(x.ravel(), y.ravel(), centre)
   moved = np.stack([fx, fy], 1) + action_units.evaluate(plan.motion, fx, fy)
   qx, qy = plan.apex_pose.to_image(moved[:, 0], moved[:, 1], centre)
-  return np.stack([qx - x.ravel(), qy - y.ravel()], 1).reshape(plan.height, plan.width, 2).astype(np.float32)
+  motion = np.stack([qx - x.ravel(), qy - y.ravel()], 1)
+  return motion.reshape(plan.height, plan.width, 2).astype(np.float32)
 
 
 def _to_frame(rgb: np.ndarray, plan: SamplePlan, rng: np.random.Generator) -> np.ndarray:
@@ -227,7 +235,8 @@ def _to_frame(rgb: np.ndarray, plan: SamplePlan, rng: np.random.Generator) -> np
   if plan.colour:
     image = rgb[..., ::-1] * (255.0 * plan.gain)
   else:
-    image = np.einsum("hwc,c->hw", rgb, np.array([0.299, 0.587, 0.114], np.float32)) * (255.0 * plan.gain)
+    luminance = np.einsum("hwc,c->hw", rgb, np.array([0.299, 0.587, 0.114], np.float32))
+    image = luminance * (255.0 * plan.gain)
   image = image + plan.noise_sigma * rng.standard_normal(image.shape, dtype=np.float32)
   return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -244,21 +253,25 @@ def render_sample(plan: SamplePlan, face: faces.Face, seed: int) -> SyntheticSam
   """
   centre = (plan.width / 2, plan.height / 2)
   y, x = np.mgrid[0:plan.height, 0:plan.width].astype(np.float64)
-  onset_texture = faces.skin_texture_on_grid(face, plan.onset_pose.matrix(centre), plan.height, plan.width)
+  onset_texture = faces.skin_texture_on_grid(face, plan.onset_pose.matrix(centre), plan.height,
+                                             plan.width)
   onset = faces.render(face, *plan.onset_pose.to_canvas(x, y, centre), texture=onset_texture)
   # Each apex pixel shows the face point that the motion carried there; the texture factors over
   # the grid except where the motion moved the point.
   ax, ay = plan.apex_pose.to_canvas(x.ravel(), y.ravel(), centre)
   source = action_units.invert(plan.motion, ax, ay)
-  apex_texture = faces.skin_texture_on_grid(face, plan.apex_pose.matrix(centre), plan.height, plan.width)
+  apex_texture = faces.skin_texture_on_grid(face, plan.apex_pose.matrix(centre), plan.height,
+                                            plan.width)
   moved = np.nonzero(np.any(source != np.stack([ax, ay], 1), axis=1))[0]
   apex_texture[moved] = faces.skin_texture(face, source[moved, 0], source[moved, 1])
-  apex = faces.render(face, source[:, 0], source[:, 1], texture=apex_texture).reshape(plan.height, plan.width, 3)
+  apex = faces.render(face, source[:, 0], source[:, 1], texture=apex_texture)
+  apex = apex.reshape(plan.height, plan.width, 3)
   gain, slope_x, slope_y = plan.illumination
-  apex *= (1.0 + gain + slope_x * (x / plan.width - 0.5) + slope_y * (y / plan.height - 0.5))[..., None].astype(np.float32)
+  lighting = 1.0 + gain + slope_x * (x / plan.width - 0.5) + slope_y * (y / plan.height - 0.5)
+  apex *= lighting[..., None].astype(np.float32)
   rng = stream(seed, plan.dataset, plan.subject, plan.sample, "noise")
-  return SyntheticSample(plan=plan, onset=_to_frame(onset, plan, rng), apex=_to_frame(apex, plan, rng),
-                         motion=ground_truth_motion(plan))
+  return SyntheticSample(plan=plan, onset=_to_frame(onset, plan, rng),
+                         apex=_to_frame(apex, plan, rng), motion=ground_truth_motion(plan))
 
 
 def generate_sample(config: SyntheticConfig, listed: protocol.ListedSample) -> SyntheticSample:
@@ -267,7 +280,8 @@ def generate_sample(config: SyntheticConfig, listed: protocol.ListedSample) -> S
   return render_sample(plan_sample(config, listed, face), face, config.seed)
 
 
-def plan_composite(config: SyntheticConfig, datasets: Sequence[str] | None = None) -> list[SamplePlan]:
+def plan_composite(config: SyntheticConfig,
+                   datasets: Sequence[str] | None = None) -> list[SamplePlan]:
   """The plans of every listed sample, in the organisers' order (no frames rendered).
 
   Args:
