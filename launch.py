@@ -58,6 +58,10 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   print(f"workdir {workdir}; JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)",
         file=sys.stderr)
+  if "search" in _CONFIG.value:  # configs/search.py: an architecture search, not a LOSO run
+    from rcn_jax import search  # pylint: disable=g-import-not-at-top
+    search.run_search(_CONFIG.value, workdir)
+    return
   train.train_and_evaluate(_CONFIG.value, workdir)
 
 

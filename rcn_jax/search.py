@@ -1,0 +1,323 @@
+"""Bilevel architecture search over the module-integration space, from a config to launchable configs.
+
+`run_search(config, workdir)` is the entry point behind `launch.py` for configs with a `search`
+section (`configs/search.py`). It builds the search tasks (`rcn_jax.search_splits`: subject-disjoint
+training/validation subjects, never a test subject), alternates architecture and weight steps
+(`rcn_jax.search_bilevel`) on each task with a progress bar, and writes to the workdir:
+`architecture_weights.{json,csv,png}` (the weight table, mean and std over tasks),
+`architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, timings) and
+`architectures/top<i>.py`, the top-k discrete architectures as configs `launch.py` trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from rcn_jax import protocol, search_bilevel, search_export, search_splits
+from rcn_jax.models import supernet
+
+SEARCH_JSON = "search.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+  """Schedule of one search task.
+
+  Attributes:
+    epochs: passes over the training subjects.
+    warmup_epochs: first epochs with weight steps only (the architecture gradient of an untrained
+      network says little).
+    batch_size: samples per training and per validation batch.
+  """
+  epochs: int
+  warmup_epochs: int
+  batch_size: int
+
+  def __post_init__(self):
+    if self.epochs < 1 or self.batch_size < 1 or not 0 <= self.warmup_epochs < self.epochs:
+      raise ValueError(f"search.epochs={self.epochs}, search.warmup_epochs={self.warmup_epochs}, "
+                       f"train.batch_size={self.batch_size}: need epochs >= 1, 0 <= warmup < epochs, "
+                       "batch >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+  """What one task's search produced.
+
+  Attributes:
+    task: the task.
+    alphas: `{decision: [candidates]}` final architecture weights.
+    weights: `{decision: [candidates]}` final normalised mixing weights.
+    history: `{decision: [epochs + 1, candidates]}` mixing weights, initial first.
+    train_loss: `[epochs]` mean training loss of each epoch's weight steps.
+    val_loss: `[epochs]` mean validation loss of each epoch's architecture steps (NaN in warm-up).
+    used_indices: `{'train', 'val'}` -> every composite index a step has read, ascending.
+  """
+  task: search_splits.SearchTask
+  alphas: dict[str, np.ndarray]
+  weights: dict[str, np.ndarray]
+  history: dict[str, np.ndarray]
+  train_loss: np.ndarray
+  val_loss: np.ndarray
+  used_indices: dict[str, np.ndarray]
+
+
+def epoch_batches(indices: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+  """A shuffled pass over `indices` in `(indices [B], valid [B])` batches; the last is padded."""
+  order = rng.permutation(indices)
+  count = -(-len(order) // batch_size)
+  padded = np.concatenate([order, np.full(count * batch_size - len(order), order[0])])
+  valid = np.arange(count * batch_size) < len(order)
+  return list(zip(padded.reshape(count, batch_size), valid.reshape(count, batch_size)))
+
+
+def _checked_batch(inputs, labels, indices, valid, forbidden, task_name):
+  """The arrays of a batch, after asserting that none of its samples is a test sample."""
+  leaked = np.intersect1d(indices[valid], forbidden)
+  if leaked.size:
+    raise AssertionError(f"task {task_name}: a search batch holds test samples {leaked[:5].tolist()}")
+  return jnp.asarray(inputs[indices]), jnp.asarray(labels[indices], jnp.int32), jnp.asarray(valid)
+
+
+def run_task(program: search_bilevel.BilevelProgram, task: search_splits.SearchTask, inputs: np.ndarray,
+             labels: np.ndarray, settings: LoopSettings, key: jax.Array, alphas: Mapping[str, jax.Array],
+             bar: tqdm.tqdm | None = None) -> TaskResult:
+  """Searches one task: per training batch an architecture step (after warm-up), then a weight step.
+
+  Args:
+    program: the supernet and its optimisers.
+    task: training, validation and (forbidden) test indices.
+    inputs: `[N, H, W, 3]` every sample of the composite.
+    labels: `[N]` int.
+    settings: the schedule.
+    key: the task's key (initialisation and dropout).
+    alphas: initial architecture weights.
+    bar: progress bar advanced once per training batch.
+
+  Returns:
+    The result.
+  """
+  init, weight_step, arch_step, weights_of = program.compiled
+  init_key, dropout_root = jax.random.split(key)
+  state = init(init_key, jnp.asarray(inputs[:1]), alphas)
+  rng = np.random.default_rng([task.seed, task.stable_id])
+  val_queue: list[tuple[np.ndarray, np.ndarray]] = []
+  used = {role: np.zeros(len(labels), bool) for role in ("train", "val")}
+  history = [weights_of(state["alphas"])]
+  train_loss, val_loss = [], []
+  step = 0
+  for epoch in range(settings.epochs):
+    sums = {"train": [], "val": []}
+    for indices, valid in epoch_batches(task.train_indices, settings.batch_size, rng):
+      batch = _checked_batch(inputs, labels, indices, valid, task.test_indices, task.name)
+      used["train"][indices[valid]] = True
+      dropout_key = jax.random.fold_in(dropout_root, step)
+      if epoch >= settings.warmup_epochs:
+        if not val_queue:
+          val_queue = epoch_batches(task.val_indices, settings.batch_size, rng)
+        val_indices, val_valid = val_queue.pop(0)
+        val_batch = _checked_batch(inputs, labels, val_indices, val_valid, task.test_indices, task.name)
+        used["val"][val_indices[val_valid]] = True
+        state, value = arch_step(state, batch, val_batch, dropout_key)
+        sums["val"].append((value, val_valid.sum()))
+      state, value = weight_step(state, batch, dropout_key)
+      sums["train"].append((value, valid.sum()))
+      step += 1
+      if bar is not None:
+        bar.update(1)
+    train_loss.append(_weighted_mean(sums["train"]))
+    val_loss.append(_weighted_mean(sums["val"]))
+    history.append(weights_of(state["alphas"]))
+    if bar is not None:
+      bar.set_postfix(task=task.name, loss=f"{train_loss[-1]:.3f}", val=f"{val_loss[-1]:.3f}")
+  history = jax.device_get(history)
+  return TaskResult(
+      task=task, alphas={k: np.asarray(v) for k, v in jax.device_get(state["alphas"]).items()},
+      weights={k: np.asarray(v) for k, v in history[-1].items()},
+      history={k: np.stack([h[k] for h in history]) for k in history[0]},
+      train_loss=np.asarray(train_loss), val_loss=np.asarray(val_loss),
+      used_indices={role: np.flatnonzero(mask) for role, mask in used.items()})
+
+
+def _weighted_mean(pairs) -> float:
+  if not pairs:
+    return float("nan")
+  values = np.asarray(jax.device_get([v for v, _ in pairs]), np.float64)
+  counts = np.asarray([c for _, c in pairs], np.float64)
+  return float((values * counts).sum() / counts.sum())
+
+
+def make_space(search: ml_collections.ConfigDict) -> supernet.SearchSpace:
+  """The search space a `config.search` section describes."""
+  if search.max_hops < 1:
+    raise ValueError(f"search.max_hops={search.max_hops} must be >= 1")
+  return supernet.SearchSpace.paper(stems=tuple(search.stems), layers=tuple(search.layers), steps=search.steps,
+                                    max_hops=search.max_hops, gate_output=search.gate_output)
+
+
+def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> None:
+  """Raises a ValueError naming the key of a setting the search cannot run with (before it runs)."""
+  search = config.search
+  search_export.check_ranking(search.top_k, search.max_gates, search.min_gates)
+  gateable = sum(name.startswith("gate_") for name in space.decisions())
+  if search.min_gates > gateable:
+    raise ValueError(f"search.min_gates={search.min_gates}: the space has only {gateable} gated node(s)")
+  for key in ("arch_learning_rate", "arch_b1", "arch_b2"):
+    if not search[key] > 0:
+      raise ValueError(f"search.{key}={search[key]} must be positive")
+  if config.train.learning_rate <= 0:
+    raise ValueError(f"train.learning_rate={config.train.learning_rate} must be positive")
+
+
+def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> search_bilevel.BilevelProgram:
+  """The supernet of `config.model` over `space`, SGD-momentum (`config.train`) and Adam (`config.search`).
+
+  Equal settings give the same program object, so searches in one process share compiled steps.
+  """
+  if config.model.reference_quirks:
+    raise ValueError("model.reference_quirks=True: the search space holds no official-code quirks")
+  model, train, search = config.model, config.train, config.search
+  return _program(space, model.features, model.pool_size, model.dropout_rate, model.pytorch_bn,
+                  train.learning_rate, train.momentum, train.weight_decay, search.arch_learning_rate,
+                  search.arch_b1, search.arch_b2, search.arch_weight_decay, search.mixing, search.order)
+
+
+@functools.lru_cache(maxsize=8)
+def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate, momentum, weight_decay,
+             arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, mixing, order):
+  from rcn_jax import steps  # pylint: disable=g-import-not-at-top
+
+  module = supernet.Supernet(space, features, pool_size, len(protocol.CLASS_NAMES), dropout_rate, pytorch_bn)
+  arch_optimizer = search_bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
+                                                      weight_decay=arch_weight_decay, mixing=mixing)
+  weight_optimizer = steps.make_optimizer(learning_rate, momentum, weight_decay)
+  return search_bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
+
+
+def _provenance(mode: str, tasks: list[search_splits.SearchTask]) -> str:
+  if mode == "once":
+    return ("Searched once on a held-out subject split of every subject: a LOSO evaluation of this "
+            "architecture tests on subjects the search has seen (training or validation).")
+  folds = sorted({t.fold for t in tasks})
+  return (f"Searched nested in {len(folds)} fold(s), each without its test subject; this architecture "
+          "ranks first on the mean weights over the folds, so it is an honest choice for a fold only "
+          "where that fold's own search ranks it first too (see search.json, per-task top-1).")
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) -> dict[str, Any]:
+  """Runs the architecture search a config describes and writes its outputs.
+
+  Args:
+    config: a search config (`configs/search.py`): `model`, `data`, `protocol`, `train` (the
+      weight optimiser and batch size), `seeds` and `search`.
+    workdir: output folder.
+    composite: the data to use instead of `config.data` (tests, notebooks).
+
+  Returns:
+    The content of `search.json`.
+  """
+  from rcn_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+
+  started = time.perf_counter()
+  search = config.search
+  space = make_space(search)
+  check_config(config, space)
+  program = make_program(config, space)
+  settings = LoopSettings(search.epochs, search.warmup_epochs, config.train.batch_size)
+  if composite is None:
+    composite = data_lib.load_composite(config.data.name, data_dir=config.data.data_dir,
+                                        resolution=config.data.resolution, datasets=config.data.datasets,
+                                        flow_backend=config.data.flow_backend)
+  else:
+    composite = composite.select(config.data.datasets)
+  tasks = search_splits.make_tasks(composite.subjects, composite.datasets, mode=search.mode,
+                                   protocol=config.protocol.name, max_folds=config.protocol.max_folds,
+                                   seeds=tuple(config.seeds), val_fraction=search.val_fraction)
+  data_s = time.perf_counter() - started
+  os.makedirs(workdir, exist_ok=True)
+  alphas = search_bilevel.init_alphas(space.decisions(), search.mixing)
+  steps_per_epoch = [-(-len(t.train_indices) // settings.batch_size) for t in tasks]
+  print(f"search ({search.mode}, order {search.order}, {search.mixing}): {len(tasks)} task(s), "
+        f"{len(space.decisions())} decisions, {len(composite)} samples from {composite.source}", file=sys.stderr)
+  bar = tqdm.tqdm(total=settings.epochs * sum(steps_per_epoch), desc="search", unit="step", file=sys.stderr)
+  results = []
+  try:
+    for task in tasks:
+      key = jax.random.fold_in(jax.random.PRNGKey(task.seed), task.stable_id)
+      results.append(run_task(program, task, composite.flows, composite.labels, settings, key, alphas, bar))
+  finally:
+    bar.close()
+  search_s = time.perf_counter() - started - data_s
+  summary = _export(config, workdir, space, composite, results)
+  summary["timings"] = {"data_s": data_s, "search_s": search_s, "total_s": time.perf_counter() - started}
+  with open(os.path.join(workdir, SEARCH_JSON), "w") as stream:
+    json.dump(summary, stream, indent=2)
+  print(_summary_text(summary), file=sys.stderr)
+  return summary
+
+
+def _export(config, workdir, space, composite, results: list[TaskResult]) -> dict[str, Any]:
+  """Weight table, plots, ranking and launchable configs; returns the summary."""
+  search = config.search
+  decisions = space.decisions()
+  per_task = {r.task.name: r.weights for r in results}
+  rows = search_export.weight_table(space, per_task)
+  meta = {"mixing": search.mixing, "order": search.order, "mode": search.mode, "tasks": list(per_task)}
+  search_export.write_weight_table(workdir, rows, meta)
+  search_export.plot_weights(os.path.join(workdir, search_export.WEIGHTS_PNG), space, rows, len(results))
+  history = {name: np.mean([r.history[name] for r in results], axis=0) for name in decisions}
+  search_export.plot_history(os.path.join(workdir, search_export.HISTORY_PNG), space, history)
+  mean_weights = {name: np.mean([r.weights[name] for r in results], axis=0) for name in decisions}
+  ranked = [(score, supernet.Architecture.from_choices(space, choices)) for score, choices in
+            search_export.rank_choices(mean_weights, decisions, search.top_k, search.max_gates, search.min_gates)]
+  model = {key: config.model[key] for key in ("features", "pool_size", "dropout_rate", "pytorch_bn")}
+  data = {key: config.data[key] for key in ("name", "data_dir", "flow_backend", "resolution", "datasets")}
+  paths = search_export.write_configs(workdir, ranked, model, data, _provenance(search.mode, [r.task for r in results]))
+  groups = search_splits.subject_groups(composite.subjects, composite.datasets)
+  tasks = []
+  for r in results:
+    top1 = search_export.rank_choices(r.weights, decisions, 1, search.max_gates, search.min_gates)[0]
+    tasks.append({
+        "name": r.task.name, "fold": r.task.fold, "seed": r.task.seed,
+        "train_subjects": sorted(set(groups[r.task.train_indices].tolist())),
+        "val_subjects": sorted(set(groups[r.task.val_indices].tolist())),
+        "test_subjects": sorted(set(groups[r.task.test_indices].tolist())),
+        "train_samples": int(r.task.train_indices.size), "val_samples": int(r.task.val_indices.size),
+        "train_loss": r.train_loss.tolist(), "val_loss": [None if np.isnan(v) else v for v in r.val_loss.tolist()],
+        "weights": {k: v.tolist() for k, v in r.weights.items()},
+        "alphas": {k: v.tolist() for k, v in r.alphas.items()},
+        "top1": supernet.Architecture.from_choices(space, top1[1]).encode()})
+  return {
+      "mode": search.mode, "order": search.order, "mixing": search.mixing,
+      "space": {"stems": list(space.stems), "layers": list(space.layers), "steps": space.steps,
+                "decisions": {k: list(v) for k, v in decisions.items()}},
+      "ranked": [{"rank": i + 1, "score": score, "architecture": arch.encode(), "description": arch.describe(space),
+                  "paper_preset": arch.paper_name(), "config": path}
+                 for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
+      "folds_agree_on_top1": len({t["top1"] for t in tasks}) == 1,
+      "tasks": tasks, "data_source": composite.source,
+      "config": json.loads(json.dumps(config.to_dict(), default=list))}
+
+
+def _summary_text(summary: Mapping[str, Any]) -> str:
+  lines = [f"{'rank':>4}  {'score':>8}  architecture"]
+  for entry in summary["ranked"]:
+    preset = f" (= {entry['paper_preset']})" if entry["paper_preset"] else ""
+    lines.append(f"{entry['rank']:>4}  {entry['score']:>8.4f}  {entry['description']}{preset}")
+    lines.append(f"{'':>16}{entry['config']}")
+  lines.append(f"search took {summary['timings']['search_s']:.1f} s")
+  return "\n".join(lines)
