@@ -1,0 +1,154 @@
+"""predict on new frames: the same probabilities as the run's own LOSO evaluation; clips; errors.
+
+`shared_tiny_run` (also used by test_cam and test_report) trains one tiny run per test session,
+once even when pytest-xdist spreads the files over workers.
+"""
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import jax
+import numpy as np
+import pytest
+
+from rcn_jax import predict, studies
+
+SPEC = studies.RunSpec("rcn", 4, 2, 20)
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """Tiny runs spend their time compiling; XLA's optimisations are not worth it for them."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+def _shared_root(tmp_path_factory) -> Path:
+  root = tmp_path_factory.getbasetemp()
+  # Under xdist every worker has its own basetemp inside the session's folder.
+  return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def shared_tiny_run(tmp_path_factory) -> Path:
+  """The folder of a finished RCN run (fm 4, 20 px, 4 folds, 1 epoch) on the tiny built-in frames."""
+  root = _shared_root(tmp_path_factory)
+  workdir = root / "see_tiny_runs"
+  run_dir = workdir / "runs" / SPEC.name
+  lock, failed = root / "see_tiny_runs.lock", root / "see_tiny_runs.failed"
+  try:
+    os.mkdir(lock)
+  except FileExistsError:
+    deadline = time.monotonic() + 900
+    while not (run_dir / "composite.npz").exists():
+      if failed.exists():
+        raise RuntimeError(f"the shared tiny run failed in another worker: {failed.read_text()}")
+      if time.monotonic() > deadline:
+        raise TimeoutError(f"waited 15 min for {run_dir}")
+      time.sleep(1.0)
+    return run_dir
+  try:
+    studies.Runner(str(workdir), studies.SCALES["tiny"], studies.tiny_frame_data()).run(SPEC)
+  except BaseException as error:
+    failed.write_text(repr(error))
+    raise
+  return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fast_compile):
+  return shared_tiny_run(tmp_path_factory)
+
+
+def read_rows(run_dir):
+  with open(run_dir / "predictions.csv", newline="") as stream:
+    return list(csv.DictReader(stream))
+
+
+def write_pair(directory: Path, sample) -> tuple[str, str]:
+  directory.mkdir(parents=True, exist_ok=True)
+  onset, apex = directory / "onset.png", directory / "apex.png"
+  cv2.imwrite(str(onset), sample.onset)
+  cv2.imwrite(str(apex), sample.apex)
+  return str(onset), str(apex)
+
+
+def test_predict_gives_the_runs_own_test_probabilities(run_dir, tmp_path, capsys):
+  frames = {(s.dataset, s.subject, s.sample): s for s in studies.tiny_frame_data().samples}
+  rows = read_rows(run_dir)
+  assert len(rows) == 12  # 4 folds x 3 clips
+  run = predict.load_run(run_dir)
+  assert [m.fold for m in run.models] == ["casme2/sub01", "smic/s01", "samm/006", "casme2/sub02"]
+  for index, row in enumerate(rows):
+    sample = frames[row["dataset"], row["subject"], row["sample"]]
+    onset_path, apex_path = write_pair(tmp_path / f"pair{index}", sample)
+    onset, apex = predict.read_frame(onset_path), predict.read_frame(apex_path)
+    result = predict.predict_pair(run, onset, apex, held_out=row["fold"])
+    assert [m.fold for m in result.models] == [row["fold"]]
+    expected = [float(row[f"p_{name}"]) for name in run.class_names]
+    np.testing.assert_allclose(result.mean, expected, atol=2e-6)
+  # The command line prints the same numbers.
+  row = rows[0]
+  onset_path, apex_path = write_pair(tmp_path / "cli", frames[row["dataset"], row["subject"], row["sample"]])
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}",
+                       f"--held_out={row['fold']}", "--per_model"]) == 0
+  printed = capsys.readouterr().out
+  for name in run.class_names:
+    assert f"{name:<10} {float(row[f'p_{name}']):>11.6f}" in printed
+  assert f"predicted class: {run.class_names[int(row['prediction'])]}" in printed
+
+
+def test_clip_folder_finds_the_apex_and_uses_every_fold_model(run_dir, tmp_path, capsys):
+  sample = studies.tiny_frame_data().samples[4]
+  clip = tmp_path / "clip"
+  clip.mkdir()
+  onset, apex = sample.onset.astype(np.float64), sample.apex.astype(np.float64)
+  for number, weight in enumerate((0.0, 0.4, 0.8, 1.0, 0.5), start=1):
+    frame = np.round((1 - weight) * onset + weight * apex).astype(np.uint8)
+    cv2.imwrite(str(clip / f"img{number}.png"), frame)
+  cam_path = tmp_path / "cam.png"
+  assert predict.main([f"--workdir={run_dir}", f"--clip={clip}", "--json", f"--cam={cam_path}"]) == 0
+  output = json.loads(capsys.readouterr().out)
+  assert output["frames"] == {"onset": "img1.png", "apex": "img4.png", "apex_method": "xia_std"}
+  assert len(output["models"]) == 4
+  run = predict.load_run(run_dir)
+  expected = predict.predict_pair(run, sample.onset, sample.apex)
+  np.testing.assert_allclose([output["probabilities"][n] for n in run.class_names], expected.mean, atol=1e-6)
+  per_model = np.array([[m["probabilities"][n] for n in run.class_names] for m in output["models"]])
+  np.testing.assert_allclose(per_model.mean(axis=0), expected.mean, atol=1e-6)
+  assert output["predicted_class"] == run.class_names[int(np.argmax(expected.mean))]
+  assert cam_path.stat().st_size > 0
+
+
+def test_errors_name_what_is_wrong(run_dir, tmp_path, capsys):
+  sample = studies.tiny_frame_data().samples[0]
+  onset_path, apex_path = write_pair(tmp_path, sample)
+  assert predict.main([f"--workdir={tmp_path / 'nothing'}", f"--onset={onset_path}", f"--apex={apex_path}"]) == 1
+  assert "config.json: missing" in capsys.readouterr().err
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}",
+                       "--held_out=smic/s99"]) == 1
+  assert "no fold model held out 'smic/s99'" in capsys.readouterr().err
+  cv2.imwrite(str(tmp_path / "small.png"), sample.apex[:40])
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'small.png'}"]) == 1
+  assert "differ in size" in capsys.readouterr().err
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'gone.png'}"]) == 1
+  assert "gone.png: frame image not found" in capsys.readouterr().err
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}", "--size=big"]) == 1
+  assert "--size='big'" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    predict.main([f"--workdir={run_dir}", f"--onset={onset_path}"])
+
+
+def test_model_names_come_from_the_loss_table_header(tmp_path):
+  (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01@0,smic/s01@0,casme2/sub01@1\n1,0.9,0.8,0.7\n")
+  assert predict.read_model_names(tmp_path) == [("casme2/sub01", 0), ("smic/s01", 0), ("casme2/sub01", 1)]
+  (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01\n")
+  with pytest.raises(ValueError, match="column 'casme2/sub01' is not FOLD@SEED"):
+    predict.read_model_names(tmp_path)
+  assert predict.parse_size("auto", "megc2019") == (220, 200)
+  assert predict.parse_size("auto", "synthetic") is None
+  assert predict.parse_size("64x48", "synthetic") == (64, 48)

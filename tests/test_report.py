@@ -1,0 +1,70 @@
+"""report.md / report.html of a finished run: results, confusion matrices, learning curves, CAMs."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from rcn_jax import plots, report
+from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
+
+
+def test_report_of_a_tiny_run(tmp_path_factory, fast_compile, monkeypatch):  # noqa: F811
+  run_dir = shared_tiny_run(tmp_path_factory)
+  figures = {}
+  saved = plots.save
+  monkeypatch.setattr(plots, "save", lambda figure, path: figures.setdefault(path, figure) and saved(figure, path))
+  paths = report.write_report(str(run_dir), html_too=True)
+  assert [p.rsplit("/", 1)[-1] for p in paths] == ["report.md", "report.html"]
+  text = (run_dir / "report.md").read_text()
+  results = json.loads((run_dir / "results.json").read_text())
+  for heading in ("## Setup", "## Results", "## Confusion matrices", "## Learning curves",
+                  "## Class activation maps", "## Per-fold accuracy"):
+    assert heading in text
+  # The pooled scores of every scope, as results.json holds them.
+  assert f"| composite (all tested samples) | 12 | {results['uar']:.4f} | {results['uf1']:.4f} |" in text
+  for dataset, name in (("casme2", "CASME II"), ("smic", "SMIC"), ("samm", "SAMM")):
+    entry = results["per_dataset"][dataset]
+    assert f"| {name} | {entry['num_samples']} | {entry['uar']:.4f} | {entry['uf1']:.4f} |" in text
+  # Confusion counts with class names on both axes.
+  counts = results["confusion"]
+  assert "| true \\ predicted | negative | positive | surprise |" in text
+  assert f"| negative | {counts[0][0]} | {counts[0][1]} | {counts[0][2]} |" in text
+  # Every image the report shows exists beside it.
+  images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+  assert {"learning_curves.png", "cams.png", "confusion_composite.png"} <= set(images)
+  for image in images:
+    assert (run_dir / image).stat().st_size > 0
+  curve = figures[str(run_dir / "learning_curves.png")]
+  axis = curve.axes[0]
+  assert axis.get_xlabel() == "epoch" and axis.get_ylabel().startswith("training loss")
+  assert "mean over models" in [t.get_text() for t in axis.get_legend().get_texts()]
+  assert f"| {next(iter(results['per_fold_accuracy']))} |" in text
+  page = (run_dir / "report.html").read_text()
+  assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == sum(line.startswith("|---") for line in text.splitlines())
+  for image in images:
+    assert f'src="{image}"' in page
+
+
+def test_renderers_escape_and_align():
+  blocks = [report.Heading("A <b> & c", 1), report.Paragraph("uses `x < y`"),
+            report.Table(["a", "b"], [["<1>", 2]]), report.Image("x.png", "caption")]
+  markdown = report.render_markdown(blocks)
+  assert markdown.splitlines()[:3] == ["# A <b> & c", "", "uses `x < y`"]
+  assert "| <1> | 2 |" in markdown and "![caption](x.png)" in markdown
+  page = report.render_html(blocks, "t")
+  assert "<h1>A &lt;b&gt; &amp; c</h1>" in page and "<code>x &lt; y</code>" in page
+  assert "<td>&lt;1&gt;</td>" in page
+
+
+def test_learning_curves_read_stopped_models_as_gaps(tmp_path):
+  (tmp_path / "train_loss.csv").write_text("epoch,a@0,b@0\n1,1.1,1.0\n2,0.9,\n3,0.7,\n")
+  names, losses = report.read_learning_curves(tmp_path)
+  assert names == ["a@0", "b@0"]
+  np.testing.assert_array_equal(losses[0], [1.1, 0.9, 0.7])
+  assert losses[1][0] == 1.0 and np.isnan(losses[1][1:]).all()
+  (tmp_path / "train_loss.csv").write_text("epoch,a@0,b@0\n1,1.1\n")
+  with pytest.raises(ValueError, match="row 2 has 2 fields"):
+    report.read_learning_curves(tmp_path)
+  assert report.main([f"--workdir={tmp_path / 'none'}"]) == 1

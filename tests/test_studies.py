@@ -1,0 +1,153 @@
+"""Every study at tiny scale writes its plots and its tables in the paper's layout; configs; dry runs."""
+
+import json
+import os
+import re
+
+import pytest
+
+from rcn_jax import plots, studies
+from test_predict import fast_compile  # noqa: F401  (fixture shared with test_predict)
+
+
+def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
+  """The rows (first cell -> other cells) of the first table after `heading`."""
+  lines = markdown[markdown.index(heading):].splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+  rows = {}
+  for line in lines[start:]:
+    if not line.startswith("|"):
+      break
+    if line.startswith("|---"):
+      continue
+    cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+    rows[cells[0]] = cells[1:]
+  return rows
+
+
+def uar_of(workdir, name: str, scope: str = "composite", metric: str = "uar") -> str:
+  with open(os.path.join(workdir, "runs", name, "results.json")) as stream:
+    results = json.load(stream)
+  entry = results if scope == "composite" else results["per_dataset"][scope]
+  return plots.format_mean_std(entry[metric], entry[f"{metric}_std"])
+
+
+def test_every_study_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+  figures = {}
+  saved = plots.save
+  monkeypatch.setattr(plots, "save", lambda figure, path: figures.setdefault(os.path.basename(path), figure)
+                      and saved(figure, path))
+  workdir = str(tmp_path)
+  assert studies.main(["--study=all", f"--workdir={workdir}", "--scale=tiny"]) == 0
+  printed = capsys.readouterr().out
+  for name in studies.STUDIES:
+    assert f"{name}: {os.path.join(workdir, name + '.md')}" in printed
+    assert os.path.getsize(os.path.join(workdir, f"{name}.md")) > 0
+    assert json.loads(open(os.path.join(workdir, f"{name}.json")).read())["study"] == name
+    markdown = open(os.path.join(workdir, f"{name}.md")).read()
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+      assert os.path.getsize(os.path.join(workdir, image)) > 0, image
+
+  def axes_texts(png):
+    axes = figures[png].axes
+    return ([a.get_xlabel() for a in axes], [a.get_ylabel() for a in axes],
+            [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else [] for a in axes])
+
+  # Fig. 1: Models 1-2 x 20/24 px; each cell is the run's pooled UAR.
+  depth = open(os.path.join(workdir, "depth.md")).read()
+  rows = table_rows(depth, "## Fig. 1")
+  assert rows["Approaches"] == ["20 × 20", "24 × 24"]
+  assert rows["Model 1 (1 conv)"] == [uar_of(workdir, "depth_1_fm4_p2_r20"), uar_of(workdir, "depth_1_fm4_p2_r24")]
+  assert rows["Model 2 (1 conv + 1 rconv)"][1] == uar_of(workdir, "depth_2_fm4_p2_r24")
+  x_labels, y_labels, legends = axes_texts("depth.png")
+  assert x_labels == ["flow-map resolution (px per side)"] and y_labels == ["UAR (pooled LOSO)"]
+  assert legends == [["Model 1 (1 conv)", "Model 2 (1 conv + 1 rconv)"]]
+  # Fig. 2: one sample's CAMs, models x resolutions, titled with class names.
+  cam_titles = [a.get_title() for a in figures["depth_cams.png"].axes]
+  assert sum("predicted " in t for t in cam_titles) == 4 and "true class" in figures["depth_cams.png"]._suptitle.get_text()
+  # Fig. 7.
+  rows = table_rows(open(os.path.join(workdir, "resolution.md")).read(), "## Fig. 7")
+  assert set(rows) == {"Approaches", "RCN", "RCN-W"}
+  assert rows["RCN-W"][0] == uar_of(workdir, "rcn_w_fm4_p2_r20")
+  assert axes_texts("resolution.png")[2] == [["RCN", "RCN-W"]]
+  # Fig. 8: pool sizes.
+  rows = table_rows(open(os.path.join(workdir, "pool.md")).read(), "## Flow-map resolution: 20 × 20")
+  assert rows["Approaches"] == ["P = 1 × 1", "P = 2 × 2"] and rows["RCN"][0] == uar_of(workdir, "rcn_fm4_p1_r20")
+  assert axes_texts("pool.png")[0] == ["adaptive-pool size P (P × P)"]
+  # Fig. 9 and Table II: feature maps.
+  features = open(os.path.join(workdir, "features.md")).read()
+  rows = table_rows(features, "### Flow-map Resolution: 20 × 20, Pooling Size: 2 × 2")
+  assert rows["Approaches"] == ["fm = 4", "fm = 8"] and rows["RCN"][1] == uar_of(workdir, "rcn_fm8_p2_r20")
+  assert axes_texts("features.png")[0] == ["feature maps (fm)"]
+  # Table III: the magnified runs read magnified data and record it.
+  rows = table_rows(open(os.path.join(workdir, "magnification.md")).read(), "### Flow-map Resolution: 20 × 20")
+  assert rows["Approaches"] == ["without MM", "with MM"]
+  assert rows["RCN-W"] == [uar_of(workdir, "rcn_w_fm4_p2_r20"), uar_of(workdir, "rcn_w_fm4_p2_r20_mm")]
+  config = json.loads(open(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "config.json")).read())
+  assert config["data"]["magnification"]["alpha"] == 10.0
+  import numpy as np
+  plain = np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "composite.npz"))["flows"]
+  magnified = np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "composite.npz"))["flows"]
+  assert plain.shape == magnified.shape and not np.allclose(plain, magnified)
+  assert axes_texts("magnification.png")[2] == [["without MM", "with MM"]]
+  # Table IV: the partial composites train on their two datasets only.
+  rows = table_rows(open(os.path.join(workdir, "partial.md")).read(), "### Flow-map Resolution")
+  assert rows["Approaches"] == ["SMIC-CASME II", "CASME II-SAMM", "SMIC-SAMM"]
+  assert rows["RCN"][2] == uar_of(workdir, "rcn_fm4_p2_r20_smic+samm")
+  partial = json.loads(open(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_smic+samm", "results.json")).read())
+  assert set(partial["per_dataset"]) == {"smic", "samm"}
+  # Table V: overall and per dataset, UAR and UF1, over two seeds; the paper's numbers beside.
+  comparison = open(os.path.join(workdir, "comparison.md")).read()
+  rows = table_rows(comparison, "## Table V")
+  assert rows["Approaches"][:4] == ["MEGC2019 UAR", "MEGC2019 UF1", "SMIC UAR", "SMIC UF1"]
+  name = "rcn_w_fm4_p2_r20_s0-1"
+  assert rows["RCN-W (fm 4, pool 2 × 2)"][:2] == [uar_of(workdir, name), uar_of(workdir, name, metric="uf1")]
+  assert rows["RCN-W (fm 4, pool 2 × 2)"][4] == uar_of(workdir, name, "casme2")
+  seeds = json.loads(open(os.path.join(workdir, "runs", name, "results.json")).read())["seeds"]
+  assert [s["seed"] for s in seeds] == [0, 1]
+  assert table_rows(comparison, "### Reported in the paper")["RCN-W (paper)"][:2] == ["0.7100", "0.7422"]
+  assert [a.get_xlabel() for a in figures["comparison.png"].axes] == ["evaluated samples"] * 2
+  # Table VI: hours per run from the engine's timings.
+  rows = table_rows(open(os.path.join(workdir, "time.md")).read(), "### Feature maps: 4")
+  assert rows["Approaches"] == ["fs = 20", "fs = 24"]
+  results = json.loads(open(os.path.join(workdir, "runs", "rcn_w_fm4_p2_r24", "results.json")).read())
+  assert rows["RCN-W"][1] == studies.format_duration(studies.run_hours(results))
+  assert axes_texts("time.png")[1] == ["training + test time (hours)"]
+
+  # Resuming: finished runs are reused, not retrained, and the outputs are written again.
+  stamp = os.path.getmtime(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "results.json"))
+  os.remove(os.path.join(workdir, "pool.md"))
+  assert studies.main(["--study=pool", f"--workdir={workdir}", "--scale=tiny"]) == 0
+  assert os.path.exists(os.path.join(workdir, "pool.md"))
+  assert os.path.getmtime(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "results.json")) == stamp
+
+
+def test_run_configs_derive_from_the_model_configs():
+  data = studies.NamedData("megc2019", "/data", "dis")
+  spec = studies.RunSpec("rcn_a", 16, 5, 100, datasets=("smic", "samm"), seeds=(0, 1, 2))
+  config = studies.make_run_config(spec, studies.SCALES["full"], data, training="paper")
+  assert (config.model.preset, config.model.features, config.model.pool_size) == ("rcn_a", 16, 5)
+  assert (config.data.name, config.data.data_dir, config.data.flow_backend) == ("megc2019", "/data", "dis")
+  assert config.data.resolution == 100 and tuple(config.data.datasets) == ("smic", "samm")
+  assert tuple(config.seeds) == (0, 1, 2) and config.train.learning_rate == 1e-4 and config.train.loss_threshold == 0.5
+  assert spec.name == "rcn_a_fm16_p5_r100_smic+samm_s0-1-2"
+  depth = studies.make_run_config(studies.RunSpec("depth_3", 16, 5, 60), studies.SCALES["tiny"], data)
+  assert depth.model.preset == "depth_3" and depth.train.num_epochs == 1 and depth.protocol.max_folds == 4
+  with pytest.raises(ValueError, match="model 'rcn_z'"):
+    studies.make_run_config(studies.RunSpec("rcn_z", 16, 5, 60), studies.SCALES["full"], data)
+  with pytest.raises(KeyError, match="no key 'train.epochs'"):
+    studies.make_run_config(spec, studies.SCALES["full"], data, extra={"train.epochs": 3})
+  with pytest.raises(ValueError, match="--magnified_data_dir"):
+    data.config_overrides(studies.RunSpec("rcn", 16, 5, 60, magnified=True))
+
+
+def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
+  assert studies.main(["--study=time", f"--workdir={tmp_path}", "--dry_run"]) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert len(listed) == 5 * 4 * 2  # five models x fs 60/100/200/300 x two settings, as Table VI
+  assert "rcn_f_fm64_p9_r300: to train" in listed
+  assert studies.main(["--study=depth", f"--workdir={tmp_path}", "--dry_run"]) == 0
+  assert len(capsys.readouterr().out.splitlines()) == 4 * 9
+  assert not os.path.exists(os.path.join(tmp_path, "runs"))
+  assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 1
+  assert "--study='fig11'" in capsys.readouterr().err
