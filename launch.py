@@ -13,7 +13,7 @@ import sys
 if "XLA_FLAGS" not in os.environ:
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
-from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/rcn_f.py[:smoke].",
@@ -49,6 +49,8 @@ def default_workdir(config_argument: str) -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   import jax  # pylint: disable=g-import-not-at-top
   from rcn_jax import train  # pylint: disable=g-import-not-at-top
 

@@ -28,8 +28,6 @@ class EpochSettings:
     batch_size: samples per minibatch (the last one of an epoch is partly masked).
     steps_per_epoch: minibatches per epoch, enough for the largest training set.
     max_epochs: length of the per-model training-loss history.
-    loss_threshold: a model stops once its epoch-mean training loss falls below this; use
-      `-inf` for a fixed number of epochs.
     steps_per_call: steps unrolled into one program call. The whole epoch in one call is
       fastest on CPU (no per-step dispatch); fewer steps per call compile faster. Steps are
       unrolled rather than scanned: XLA:CPU runs convolution gradients inside a loop body many
@@ -38,7 +36,6 @@ class EpochSettings:
   batch_size: int
   steps_per_epoch: int
   max_epochs: int
-  loss_threshold: float = float("-inf")
   steps_per_call: int = 0
 
   def __post_init__(self):
@@ -159,7 +156,8 @@ class ModelProgram:
     return params, batch_stats, opt_state, loss_sum + jnp.where(take, batch_loss, 0.0), active
 
   def train_call(self, state: State, key: jax.Array, epoch: jax.Array, call: jax.Array,
-                 train_mask: jax.Array, inputs: jax.Array, labels: jax.Array) -> State:
+                 loss_threshold: jax.Array, train_mask: jax.Array, inputs: jax.Array,
+                 labels: jax.Array) -> State:
     """Runs call `call` of epoch `epoch` of one model; the epoch's last call applies the stopping rule.
 
     Args:
@@ -167,6 +165,9 @@ class ModelProgram:
       key: the model's training key; the epoch's permutation and dropout derive from it.
       epoch: scalar int32, the epoch number (0-based).
       call: scalar int32 in [0, calls_per_epoch): which `unrolled_steps` steps of the epoch to run.
+      loss_threshold: scalar float32; the model stops once its epoch-mean training loss falls
+        below it (`-inf` for a fixed number of epochs). An input, not a constant, so runs that
+        differ only in it share their compiled program.
       train_mask: `[N]` bool, this model's training samples.
       inputs: `[N, H, W, 3]` all samples (the gather happens inside the program).
       labels: `[N]` int32.
@@ -193,7 +194,7 @@ class ModelProgram:
     ends_epoch = call == settings.calls_per_epoch - 1
     epoch_loss = loss_sum / jnp.maximum(train_mask.sum(), 1)
     # The stopping rule reads this model's training loss and nothing else.
-    stops = ends_epoch & (epoch_loss < settings.loss_threshold)
+    stops = ends_epoch & (epoch_loss < loss_threshold)
     history = state["loss_history"]
     return {
         "params": params,

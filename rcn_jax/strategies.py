@@ -8,7 +8,9 @@ Three ways to run the same per-model program (`rcn_jax.steps.ModelProgram`) on e
   devices are forced host devices, one per core, so independent folds fill the cores.
 - `loop`: the same program on one device, a few models per call.
 `auto` picks `vmap` on accelerators, `shard_map` on a multi-device CPU and `loop` otherwise.
-The per-model computation is the same in `loop` and `shard_map`, so they agree bitwise.
+The per-model computation is the same in `loop` and `shard_map`; they agree to float32 rounding
+(XLA may fuse programs of different block shapes differently). A given strategy and layout is
+bitwise reproducible, which is what resuming from a checkpoint relies on.
 Compiled programs are cached per (program, mesh, block size): executors of equal programs share them.
 """
 
@@ -50,8 +52,9 @@ def slot_multiple(strategy: str, num_devices: int, models_per_call: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _init_program(program: ModelProgram, mesh: Mesh):
-  return jax.jit(jax.vmap(program.init, in_axes=(0, None)), out_shardings=sharding.model_sharding(mesh))
+def _init_program(program: ModelProgram):
+  # One model at a time: a vmapped init compiles grouped convolutions, several times slower on CPU.
+  return jax.jit(program.init)
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,8 +63,8 @@ def _vmap_programs(program: ModelProgram, mesh: Mesh):
   # global vmapped program instead is wrong on XLA:CPU (jaxlib 0.10.2): a vmapped 1x1 convolution
   # whose input and kernel are both sharded over the model axis returns wrong values.
   fold, whole = PartitionSpec(sharding.AXIS), PartitionSpec()
-  train = jax.shard_map(jax.vmap(program.train_call, in_axes=(0, 0, None, None, 0, None, None)), mesh=mesh,
-                        in_specs=(fold, fold, whole, whole, fold, whole, whole), out_specs=fold,
+  train = jax.shard_map(jax.vmap(program.train_call, in_axes=(0, 0, None, None, None, 0, None, None)), mesh=mesh,
+                        in_specs=(fold, fold, whole, whole, whole, fold, whole, whole), out_specs=fold,
                         check_vma=False)
   predict = jax.shard_map(jax.vmap(program.predict, in_axes=(0, None, 0)), mesh=mesh,
                           in_specs=(fold, whole, fold), out_specs=fold, check_vma=False)
@@ -85,10 +88,10 @@ def _write_block(tree, update, chunk, size):
                       tree, update)
 
 
-def _train_block(program, size, state, keys, chunk, epoch, call, train_mask, inputs, labels):
+def _train_block(program, size, state, keys, chunk, epoch, call, loss_threshold, train_mask, inputs, labels):
   """Models `[chunk*size, (chunk+1)*size)` of this device's slots, each as its own program."""
   block, block_keys, block_masks = _block((state, keys, train_mask), chunk, size)
-  new = [program.train_call(model, block_keys[i], epoch, call, block_masks[i], inputs, labels)
+  new = [program.train_call(model, block_keys[i], epoch, call, loss_threshold, block_masks[i], inputs, labels)
          for i, model in enumerate(_unstack(block, size))]
   return _write_block(state, _stack(new), chunk, size)
 
@@ -103,7 +106,7 @@ def _predict_block(program, size, probabilities, state, chunk, inputs, test_indi
 def _block_programs(program: ModelProgram, mesh: Mesh, size: int):
   fold, whole = PartitionSpec(sharding.AXIS), PartitionSpec()
   train = jax.shard_map(functools.partial(_train_block, program, size), mesh=mesh,
-                        in_specs=(fold, fold, whole, whole, whole, fold, whole, whole), out_specs=fold,
+                        in_specs=(fold, fold, whole, whole, whole, whole, fold, whole, whole), out_specs=fold,
                         check_vma=False)
   predict = jax.shard_map(functools.partial(_predict_block, program, size), mesh=mesh,
                           in_specs=(fold, fold, whole, whole, fold), out_specs=fold, check_vma=False)
@@ -121,10 +124,12 @@ class Executor(abc.ABC):
     keys: `[slots, 2]` uint32, each slot's training key.
     train_mask: `[slots, N]` bool.
     test_indices: `[slots, T]` int32.
+    loss_threshold: the stopping rule's training-loss threshold (`-inf`: fixed epochs).
   """
 
   def __init__(self, program: ModelProgram, mesh: Mesh, inputs: np.ndarray, labels: np.ndarray,
-               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray):
+               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray,
+               loss_threshold: float = float("-inf")):
     self.program = program
     self.mesh = mesh
     self.num_slots = train_mask.shape[0]
@@ -138,16 +143,18 @@ class Executor(abc.ABC):
         (np.asarray(keys, np.uint32), np.asarray(train_mask, bool), np.asarray(test_indices, np.int32)),
         self._per_model)
     self._calls = [self.scalar(c) for c in range(program.settings.calls_per_epoch)]
+    self.loss_threshold = jax.device_put(np.float32(loss_threshold), self._replicated)
 
   def scalar(self, value: int) -> jax.Array:
     """An int32 scalar on every device (an explicit transfer)."""
     return jax.device_put(np.int32(value), self._replicated)
 
   def init(self, init_keys: np.ndarray) -> State:
-    """The stacked initial state `[slots, ...]`, sharded over the mesh."""
-    keys = jax.device_put(np.asarray(init_keys, np.uint32), self._per_model)
-    example = jax.device_put(np.zeros((1,) + self.inputs.shape[1:], np.float32), self._replicated)
-    return _init_program(self.program, self.mesh)(keys, example)
+    """The stacked initial state `[slots, ...]`, sharded over the mesh (each model initialised alone)."""
+    init_one = _init_program(self.program)
+    example = np.zeros((1,) + self.inputs.shape[1:], np.float32)
+    states = jax.device_get([init_one(np.asarray(key, np.uint32), example) for key in init_keys])
+    return jax.device_put(jax.tree.map(lambda *leaves: np.stack(leaves), *states), self._per_model)
 
   def abstract_state(self) -> State:
     """Shapes, dtypes and shardings of the stacked state, for restoring a checkpoint."""
@@ -172,7 +179,8 @@ class VmapExecutor(Executor):
     train, _ = _vmap_programs(self.program, self.mesh)
     epoch = self.scalar(epoch)
     for call in self._calls:
-      state = train(state, self.keys, epoch, call, self.train_mask, self.inputs, self.labels)
+      state = train(state, self.keys, epoch, call, self.loss_threshold, self.train_mask, self.inputs,
+                    self.labels)
     return state
 
   def predict(self, state: State) -> np.ndarray:
@@ -192,8 +200,9 @@ class BlockExecutor(Executor):
   """
 
   def __init__(self, program: ModelProgram, mesh: Mesh, inputs: np.ndarray, labels: np.ndarray,
-               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray, *, models_per_call: int):
-    super().__init__(program, mesh, inputs, labels, keys, train_mask, test_indices)
+               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray,
+               loss_threshold: float = float("-inf"), *, models_per_call: int):
+    super().__init__(program, mesh, inputs, labels, keys, train_mask, test_indices, loss_threshold)
     per_device = self.num_slots // mesh.size
     if models_per_call < 1 or per_device % models_per_call:
       raise ValueError(f"parallel.models_per_call={models_per_call} must divide the {per_device} slots per device")
@@ -205,7 +214,8 @@ class BlockExecutor(Executor):
     epoch = self.scalar(epoch)
     for chunk in self._chunks:
       for call in self._calls:
-        state = train(state, self.keys, chunk, epoch, call, self.train_mask, self.inputs, self.labels)
+        state = train(state, self.keys, chunk, epoch, call, self.loss_threshold, self.train_mask, self.inputs,
+                      self.labels)
     return state
 
   def predict(self, state: State) -> np.ndarray:
@@ -227,7 +237,8 @@ def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.De
     program: the per-model functions.
     devices: the devices to use (`loop` uses the first only).
     models_per_call: models per device and call of the block strategies.
-    **tables: `inputs`, `labels`, `keys`, `train_mask`, `test_indices` (see `Executor`).
+    **tables: `inputs`, `labels`, `keys`, `train_mask`, `test_indices`, `loss_threshold` (see
+      `Executor`).
 
   Returns:
     The executor.

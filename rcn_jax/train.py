@@ -28,6 +28,7 @@ from rcn_jax.data import Composite, load_composite
 
 RESULTS = "results.json"
 CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
 # Config sections that do not change what is trained: a finished run may be re-reported with others.
 REPORT_ONLY = ("report",)
 
@@ -42,7 +43,7 @@ def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> st
   train = config.train
   settings = steps.EpochSettings(
       batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
-      max_epochs=train.num_epochs, loss_threshold=train.loss_threshold or float("-inf"),
+      max_epochs=train.num_epochs,
       steps_per_call=config.parallel.steps_per_call)
   optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay)
   return steps.ModelProgram(module, optimizer, settings)
@@ -88,9 +89,11 @@ def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
-  """Refuses a workdir that holds a run of a different training config."""
+  """Refuses a workdir that holds checkpoints or results of a different training config."""
   path = os.path.join(workdir, CONFIG)
-  if os.path.exists(path):
+  checkpoints = os.path.join(workdir, CHECKPOINTS)
+  started = os.path.exists(os.path.join(workdir, RESULTS)) or (os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+  if started and os.path.exists(path):
     with open(path) as stream:
       stored = json.load(stream)
     differing = sorted(k for k in set(stored) | set(config_dict)
@@ -118,11 +121,10 @@ def _versions() -> dict[str, str]:
           "orbax_checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__}
 
 
-def _resolve_models_per_call(config: ml_collections.ConfigDict, strategy: str) -> int:
-  if config.parallel.models_per_call:
-    return config.parallel.models_per_call
-  # Two models per CPU device and call measured fastest; larger blocks only lengthen compiles.
-  return 2 if strategy == "shard_map" else 1
+def _resolve_models_per_call(config: ml_collections.ConfigDict) -> int:
+  # One model per device and call measured fastest on the 2-core CPU (benchmarks/loso_throughput.py);
+  # larger blocks also lengthen compiles.
+  return config.parallel.models_per_call or 1
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -159,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                  config.protocol.max_folds)
   devices = jax.local_devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
-  per_call = _resolve_models_per_call(config, strategy)
+  per_call = _resolve_models_per_call(config)
   layout = folds.layout_models(run_folds, tuple(config.seeds),
                                strategies.slot_multiple(strategy, len(devices), per_call))
   train_mask = layout.train_mask(len(composite))
@@ -169,9 +171,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   init_keys, train_keys = model_keys(layout)
   executor = strategies.make_executor(
       strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
-      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices)
+      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
+      loss_threshold=config.train.loss_threshold or float("-inf"))
 
-  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
     start_epoch, state = checkpoints.restore(executor.abstract_state())
   else:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import rcn_f  # noqa: E402  (configs/ lives beside the package, not inside it)
+from configs import rcn  # noqa: E402  (configs/ lives beside the package, not inside it)
 
 from rcn_jax import train  # noqa: E402
 from rcn_jax.data import Composite  # noqa: E402
@@ -27,14 +27,14 @@ def tiny_composite(seed: int = 0) -> Composite:
 
 
 def tiny_config(strategy: str = "shard_map", **train_overrides):
-  config = rcn_f.get_config("smoke")
+  config = rcn.get_config("smoke")
   config.model.features = 4
   config.model.pool_size = 2
   config.data.resolution = 16
   config.protocol.max_folds = 0
   config.train.batch_size = 8
   config.train.learning_rate = 0.05
-  config.train.num_epochs = 2
+  config.train.num_epochs = 3
   config.train.update(train_overrides)
   config.parallel.strategy = strategy
   config.parallel.models_per_call = 1
@@ -64,10 +64,12 @@ def test_strategies_give_the_same_predictions(strategy_runs):
   sharded = read_probabilities(strategy_runs["shard_map"][0])
   vmapped = read_probabilities(strategy_runs["vmap"][0])
   assert loop.shape == (24, 3)
-  # The same single-model program on 1 or 4 devices: bitwise equal.
-  np.testing.assert_array_equal(loop, sharded)
-  # vmap turns convolutions into grouped ones: equal to float32 rounding.
+  # The same single-model computation on 1 or 4 devices, compiled into programs of different block
+  # sizes: equal up to float32 rounding.
+  np.testing.assert_allclose(loop, sharded, atol=1e-5)
+  # vmap turns convolutions into grouped ones: equal to float32 rounding after 3 epochs.
   np.testing.assert_allclose(loop, vmapped, atol=1e-4)
+  assert np.abs(loop - 1 / 3).max() > 0.01  # and the models did learn something
   assert len(strategy_runs["shard_map"][1]["execution"]["devices"]) == 4
 
 
@@ -78,7 +80,7 @@ def test_results_and_output_files(strategy_runs):
   assert set(results["per_dataset"]) == {"casme2", "smic"}
   assert results["execution"]["strategy"] == "shard_map"
   assert results["execution"]["slots"] == 8  # 6 folds padded to 4 devices x 1 model per call
-  assert results["training"]["epochs_trained_max"] == 2
+  assert results["training"]["epochs_trained_max"] == 3
   with open(os.path.join(workdir, "results.json")) as stream:
     assert json.load(stream)["uf1"] == results["uf1"]
   with open(os.path.join(workdir, "megc2019_seed0.log")) as stream:
@@ -105,10 +107,15 @@ def test_same_config_and_seed_give_the_same_numbers_and_finished_runs_are_not_re
     train.train_and_evaluate(other, workdir, composite=tiny_composite())
 
 
+def _loss_column(workdir, model):
+  """The epoch-mean training losses of one model, up to the epoch it stopped."""
+  with open(os.path.join(workdir, "train_loss.csv")) as stream:
+    return [row[model] for row in csv.DictReader(stream) if row[model]]
+
+
 def test_stopping_rule_and_training_never_see_the_test_subject(tmp_path):
   """Replacing fold 0's test samples by noise with other labels changes nothing in its training."""
-  config = tiny_config("loop", num_epochs=4, loss_threshold=1.05)
-  config.protocol.max_folds = 1
+  config = tiny_config("loop", loss_threshold=1.05)
   composite = tiny_composite()
   test = composite.subjects == "sub01"
   rng = np.random.default_rng(5)
@@ -116,14 +123,16 @@ def test_stopping_rule_and_training_never_see_the_test_subject(tmp_path):
   flows[test] = rng.random(flows[test].shape, np.float32)
   labels[test] = (labels[test] + 1) % 3
   poisoned = Composite(flows, labels, composite.subjects, composite.datasets, composite.samples)
-  clean_run = train.train_and_evaluate(config, str(tmp_path / "clean"), composite=composite)
-  poisoned_run = train.train_and_evaluate(config, str(tmp_path / "poisoned"), composite=poisoned)
-  clean_loss = (tmp_path / "clean" / "train_loss.csv").read_text()
-  assert clean_loss == (tmp_path / "poisoned" / "train_loss.csv").read_text()
-  assert clean_run["training"] == poisoned_run["training"]
-  # The rule did stop the model before the epoch limit, on its training loss.
-  assert clean_run["training"]["epochs_trained_max"] < 4
-  assert not np.array_equal(read_probabilities(tmp_path / "clean"), read_probabilities(tmp_path / "poisoned"))
+  train.train_and_evaluate(config, str(tmp_path / "clean"), composite=composite)
+  train.train_and_evaluate(config, str(tmp_path / "poisoned"), composite=poisoned)
+  clean_loss = _loss_column(tmp_path / "clean", "casme2/sub01@0")
+  assert clean_loss == _loss_column(tmp_path / "poisoned", "casme2/sub01@0")
+  # The rule stopped fold 0 before the epoch limit, on its training loss alone.
+  assert len(clean_loss) < 3 and float(clean_loss[-1]) < 1.05 <= float(clean_loss[0])
+  # Other folds train on sub01, so for them the poisoned samples do change the training.
+  assert _loss_column(tmp_path / "clean", "casme2/sub02@0") != _loss_column(tmp_path / "poisoned", "casme2/sub02@0")
+  clean_predictions = read_probabilities(tmp_path / "clean")
+  assert not np.array_equal(clean_predictions[:4], read_probabilities(tmp_path / "poisoned")[:4])
 
 
 def test_seeds_train_separate_models(tmp_path):
