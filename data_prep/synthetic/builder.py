@@ -27,6 +27,8 @@ from data_prep.synthetic import generate
 from rcn_jax import protocol
 
 NAME = "megc2019_synthetic"
+# Bump when the generated data changes (code or default config): a built folder is reused as long
+# as its version and generator fingerprint match.
 GENERATOR_VERSION = "1.0.0"
 
 
