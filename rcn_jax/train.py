@@ -9,6 +9,7 @@ last checkpoint; a finished workdir is reported, not retrained.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -127,6 +128,40 @@ def _resolve_models_per_call(config: ml_collections.ConfigDict) -> int:
   return config.parallel.models_per_call or 1
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What a run trains: the folds, their layout on the devices and the executor that runs them."""
+  folds: list[folds.Fold]
+  layout: folds.ModelLayout
+  executor: strategies.Executor
+  init_keys: np.ndarray
+  test_indices: np.ndarray
+  test_valid: np.ndarray
+  execution: dict[str, Any]
+
+
+def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
+  run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
+                                 config.protocol.max_folds)
+  devices = jax.local_devices()
+  strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
+  per_call = _resolve_models_per_call(config)
+  layout = folds.layout_models(run_folds, tuple(config.seeds),
+                               strategies.slot_multiple(strategy, len(devices), per_call))
+  train_mask = layout.train_mask(len(composite))
+  test_indices, test_valid = layout.test_table()
+  folds.check_disjoint(train_mask, test_indices, test_valid)
+  program = create_program(config, max(len(f.train_indices) for f in run_folds))
+  init_keys, train_keys = model_keys(layout)
+  executor = strategies.make_executor(
+      strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
+      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
+      loss_threshold=config.train.loss_threshold or float("-inf"))
+  execution = {"strategy": strategy, "devices": [str(d) for d in devices], "models_per_call": per_call,
+               "models": layout.num_models, "slots": layout.num_slots}
+  return _Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        composite: Composite | None = None) -> dict[str, Any]:
   """Trains every (fold, seed) model of the config's protocol and writes the pooled results.
@@ -147,66 +182,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if finished is not None:
     print(reporting.summary_table(finished))
     return finished
-  _claim_workdir(workdir, config_dict)
-
-  timings: dict[str, float] = {}
   if composite is None:
     composite = load_composite(config.data.name, data_dir=config.data.data_dir,
                                resolution=config.data.resolution, datasets=config.data.datasets,
                                flow_backend=config.data.flow_backend)
   else:
     composite = composite.select(config.data.datasets)
-  timings["data_s"] = time.perf_counter() - started
-  run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
-                                 config.protocol.max_folds)
-  devices = jax.local_devices()
-  strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
-  per_call = _resolve_models_per_call(config)
-  layout = folds.layout_models(run_folds, tuple(config.seeds),
-                               strategies.slot_multiple(strategy, len(devices), per_call))
-  train_mask = layout.train_mask(len(composite))
-  test_indices, test_valid = layout.test_table()
-  folds.check_disjoint(train_mask, test_indices, test_valid)
-  program = create_program(config, max(len(f.train_indices) for f in run_folds))
-  init_keys, train_keys = model_keys(layout)
-  executor = strategies.make_executor(
-      strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
-      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
-      loss_threshold=config.train.loss_threshold or float("-inf"))
+  timings = {"data_s": time.perf_counter() - started}
+  _claim_workdir(workdir, config_dict)
+  plan = _plan(config, composite)
 
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
-    start_epoch, state = checkpoints.restore(executor.abstract_state())
+    start_epoch, state = checkpoints.restore(plan.executor.abstract_state())
   else:
-    start_epoch, state = 0, executor.init(init_keys)
-  execution = {"strategy": strategy, "devices": [str(d) for d in devices], "models_per_call": per_call,
-               "models": layout.num_models, "slots": layout.num_slots, "resumed_from_epoch": start_epoch}
-  print(f"{len(run_folds)} folds x {len(layout.seeds)} seed(s) = {layout.num_models} models on "
-        f"{len(devices)} {devices[0].platform} device(s), strategy {strategy}; "
+    start_epoch, state = 0, plan.executor.init(plan.init_keys)
+  print(f"{len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = {plan.layout.num_models} models, "
+        f"strategy {plan.execution['strategy']} on {len(plan.execution['devices'])} device(s); "
         f"{len(composite)} samples from {composite.source}", file=sys.stderr)
-
-  state, timings["train_s"] = _train(config, executor, checkpoints, state, start_epoch, layout, workdir)
+  state, timings["train_s"], timings["first_epoch_s"] = _train(
+      config, plan.executor, checkpoints, state, start_epoch, plan.layout, workdir)
   checkpoints.close()
   predict_started = time.perf_counter()
-  probabilities = executor.predict(state)
+  probabilities = plan.executor.predict(state)
   timings["predict_s"] = time.perf_counter() - predict_started
 
-  history = np.asarray(jax.device_get(state["loss_history"]))[:layout.num_models]
-  epochs_trained = np.asarray(jax.device_get(state["epochs_trained"]))[:layout.num_models]
-  predictions = reporting.gather_predictions(layout, probabilities, test_indices, test_valid)
+  history = np.asarray(jax.device_get(state["loss_history"]))[:plan.layout.num_models]
+  epochs_trained = np.asarray(jax.device_get(state["epochs_trained"]))[:plan.layout.num_models]
+  predictions = reporting.gather_predictions(plan.layout, probabilities, plan.test_indices, plan.test_valid)
   results = reporting.summarize(composite, predictions, protocol.CLASS_NAMES,
                                 bootstrap_resamples=config.report.bootstrap_resamples,
                                 confidence=config.report.confidence)
-  results["training"] = {
-      "preset": config.train.preset, "epochs_trained_min": int(epochs_trained.min()),
-      "epochs_trained_max": int(epochs_trained.max()),
-      "epochs_trained_mean": float(epochs_trained.mean()),
-      "final_train_loss_mean": float(np.nanmean([h[e - 1] for h, e in zip(history, epochs_trained) if e])),
-      "folds": len(run_folds), "protocol": config.protocol.name}
-  results["execution"] = execution
+  results["training"] = _training_summary(config, history, epochs_trained, len(plan.folds))
+  results["execution"] = {**plan.execution, "resumed_from_epoch": start_epoch}
   results["config"] = config_dict
   results["versions"] = _versions()
-  _write_outputs(workdir, composite, layout, predictions, results, history)
+  _write_outputs(workdir, composite, plan.layout, predictions, results, history)
   timings["total_s"] = time.perf_counter() - started
   results["timings"] = timings
   reporting.write_json(os.path.join(workdir, RESULTS), results)
@@ -214,8 +225,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return results
 
 
+def _training_summary(config, history, epochs_trained, num_folds) -> dict[str, Any]:
+  last_losses = [h[e - 1] for h, e in zip(history, epochs_trained) if e]
+  return {"preset": config.train.preset, "protocol": config.protocol.name, "folds": num_folds,
+          "epochs_trained_min": int(epochs_trained.min()), "epochs_trained_max": int(epochs_trained.max()),
+          "epochs_trained_mean": float(epochs_trained.mean()),
+          "final_train_loss_mean": float(np.mean(last_losses)) if last_losses else float("nan")}
+
+
 def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
-  """The epoch loop: progress bar, TensorBoard scalars, checkpoints, early end once all stopped."""
+  """The epoch loop: progress bar, TensorBoard scalars, checkpoints, early end once all stopped.
+
+  Returns:
+    (state, seconds in the loop, seconds of its first epoch, compilation included).
+  """
   num_epochs = config.train.num_epochs
   real = slice(0, layout.num_models)
   active = np.asarray(jax.device_get(state["active"]))[real]
@@ -223,6 +246,7 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
   bar = tqdm.tqdm(total=num_epochs, initial=start_epoch, desc="LOSO epochs", unit="epoch", file=sys.stderr)
   epoch = start_epoch
+  first_epoch_s = 0.0
   try:
     with jax.transfer_guard_host_to_device("disallow"):
       while epoch < num_epochs and active.any():
@@ -238,12 +262,14 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
         writer.add_scalar("train/loss_max", float(trained.max()), epoch)
         writer.add_scalar("train/active_models", int(active.sum()), epoch)
         writer.add_scalar("time/epoch_s", time.perf_counter() - epoch_started, epoch)
+        if epoch == start_epoch + 1:
+          first_epoch_s = time.perf_counter() - epoch_started  # compilation included
         bar.set_postfix(loss=f"{trained.mean():.4f}", active=f"{int(active.sum())}/{layout.num_models}")
         bar.update(1)
   finally:
     bar.close()
     writer.close()
-  return state, time.perf_counter() - started
+  return state, time.perf_counter() - started, first_epoch_s
 
 
 def _write_outputs(workdir, composite, layout, predictions, results, history):
