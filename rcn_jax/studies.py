@@ -7,7 +7,7 @@
 | `depth` | Fig. 1, Fig. 2 | Models 1-4 x resolutions 20..300; CAMs of one sample (models x 40/80/150/250 px) |
 | `resolution` | Fig. 7 | RCN, RCN-A, RCN-S, RCN-W, RCN-F x resolutions 20..300 |
 | `pool` | Fig. 8 | the five models x pool sizes 1..9 at 60 and 100 px |
-| `features` | Fig. 9, Table II | the five models x fm 16/32/64 at 60 and 100 px; seven models x fm x pool 5/7 at 60 px |
+| `features` | Fig. 9, Table II | five models x fm 16/32/64 at 60 and 100 px; seven models x fm x pool 5/7 at 60 px |
 | `magnification` | Table III | the five models without and with motion magnification at 60 and 100 px |
 | `partial` | Table IV | the five models on SMIC-CASME II, CASME II-SAMM, SMIC-SAMM, two settings |
 | `comparison` | Table V | RCN-A/S/W/F at their Table V settings, several seeds: overall and per-dataset UAR/UF1 |
@@ -18,7 +18,7 @@ Every run is a config of `configs/<model>.py` with overrides, trained by
 (each run from its last epoch checkpoint) and studies sharing a workdir share their runs (the
 basic RCN at 60 px is in five studies). Outputs: `<workdir>/<study>.md` (tables in the paper's
 layout, top two per column in bold), `<workdir>/<study>*.png` and `<workdir>/<study>.json`.
-`--scale=tiny` runs every study in about a minute on built-in frames (a handful of synthetic
+`--scale=tiny` runs every study in a few CPU-minutes on built-in frames (a handful of synthetic
 subjects, 1 epoch, 4 folds, fm 4): a check of the machinery, not a result. Run this from the
 repository root (the model configs live in `configs/`).
 """
@@ -137,7 +137,7 @@ SCALES = {
         comparison=(("rcn", 4, 2), ("rcn_w", 4, 2)), comparison_seeds=(0, 1),
         overrides={"train.num_epochs": 1, "train.batch_size": 16, "train.learning_rate": 0.05,
                    "protocol.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
-                   "report.bootstrap_resamples": 20},
+                   "report.bootstrap_resamples": 0},
         comparison_overrides={"protocol.max_folds": 2}),
 }
 
@@ -159,6 +159,11 @@ class DataSource(abc.ABC):
 
   def apex_frames(self) -> list[np.ndarray] | None:
     """Grey apex frame per sample of `composite`, when the source has them."""
+    return None
+
+  def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
+    """The grey apex frame of one sample (dataset, subject, sample), when it can be had."""
+    del key, label
     return None
 
 
@@ -195,6 +200,12 @@ class NamedData(DataSource):
 
   def composite(self, spec: RunSpec) -> Composite | None:
     return None
+
+  def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
+    if self.name != "synthetic":
+      return None
+    from rcn_jax.cam import synthetic_apex_frame  # pylint: disable=g-import-not-at-top
+    return synthetic_apex_frame(*key, label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +257,11 @@ class FrameData(DataSource):
 
   def apex_frames(self) -> list[np.ndarray]:
     return [s.apex for s in self.samples]
+
+  def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
+    del label
+    found = [s.apex for s in self.samples if (s.dataset, s.subject, s.sample) == key]
+    return found[0] if found else None
 
 
 def tiny_frame_data(subjects_per_dataset: int = 2, samples_per_subject: int = 3, size: int = 48,
@@ -379,17 +395,6 @@ class Runner:
     if composite is not None and not os.path.exists(stored):
       cam.save_composite(stored, composite, self.data.apex_frames())
     return results
-
-  def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
-    """The grey apex frame of a sample (dataset, subject, sample), when it can be had."""
-    frames = self.data.apex_frames()
-    if frames is not None:
-      samples = [(s.dataset, s.subject, s.sample) for s in self.data.samples]
-      return frames[samples.index(key)] if key in samples else None
-    if isinstance(self.data, NamedData) and self.data.name == "synthetic":
-      from rcn_jax.cam import synthetic_apex_frame  # pylint: disable=g-import-not-at-top
-      return synthetic_apex_frame(*key, label)
-    return None
 
   def composite(self, spec: RunSpec) -> Composite:
     """The samples of a run (for CAMs)."""
@@ -558,7 +563,7 @@ def _depth_cams(runner: Runner) -> str | None:
   cells = [[(run, composite, list(zip(composite.datasets, composite.subjects, composite.samples)).index(exemplar))
             for run, composite in zip(run_row, composite_row)] for run_row, composite_row in zip(runs, composites)]
   label = int(first.labels[keys.index(exemplar)])
-  apex = runner.apex_frame(exemplar, label)
+  apex = runner.data.apex_frame(exemplar, label)
   path = os.path.join(runner.workdir, "depth_cams.png")
   return cam.comparison_grid(path, cells, row_titles=[paper_name(m) for m in scale.depth_models],
                              column_titles=[f"flow map {px(r)}" for r in scale.cam_resolutions],
@@ -685,7 +690,8 @@ def partial_study(runner: Runner) -> Outputs:
     if runner.dry_run:
       continue
     means, stds = score_grid(results, models, PARTIAL_COMPOSITES, spec_of)
-    outputs.sections += [f"### Flow-map Resolution: {px(resolution)}, Feature Maps: {fm}, Pooling Size: {pool} × {pool}",
+    outputs.sections += [f"### Flow-map Resolution: {px(resolution)}, Feature Maps: {fm}, "
+                         f"Pooling Size: {pool} × {pool}",
                          grid_table(names, columns, means, stds)]
     panels.append(plots.BarPanel(f"fm {fm}, pool {pool} × {pool}", "UAR (pooled LOSO)", "partial composite",
                                  columns, {n: row for n, row in zip(names, means)},
@@ -727,8 +733,8 @@ def comparison_study(runner: Runner) -> Outputs:
   reported = [[f"{paper_name(m)} (paper)"] + [f"{PAPER_TABLE_V[m][s][i]:.4f}" for s in scopes for i in (0, 1)]
               for m, _, _ in scale.comparison if m in PAPER_TABLE_V]
   if reported:
-    outputs.sections += ["### Reported in the paper (Table V; best epoch selection is not stated, see "
-                         "docs on honest model selection)", plots.markdown_table(headers, reported)]
+    outputs.sections += ["### Reported in the paper (Table V), for reference: same protocol and metrics, the "
+                         "paper's own data, training and model selection", plots.markdown_table(headers, reported)]
   names = [paper_name(s.model) for s in specs]
   panels = []
   for metric in ("uar", "uf1"):
@@ -761,7 +767,8 @@ def time_study(runner: Runner) -> Outputs:
                  for m in models]
     outputs.sections += [f"### Feature maps: {fm}, Pooling Size: {pool} × {pool}",
                          plots.markdown_table(["Approaches"] + [f"fs = {r}" for r in scale.time_resolutions],
-                                              [[n] + [format_duration(h) for h in row] for n, row in zip(names, hours)]),
+                                              [[n] + [format_duration(h) for h in row]
+                                               for n, row in zip(names, hours)]),
                          "Seconds per fold-epoch (training time / (models × epochs)):",
                          plots.markdown_table(["Approaches"] + [f"fs = {r}" for r in scale.time_resolutions],
                                               [[n] + [plots.format_mean_std(v, digits=3) for v in row]

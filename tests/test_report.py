@@ -42,7 +42,8 @@ def test_report_of_a_tiny_run(tmp_path_factory, fast_compile, monkeypatch):  # n
   assert "mean over models" in [t.get_text() for t in axis.get_legend().get_texts()]
   assert f"| {next(iter(results['per_fold_accuracy']))} |" in text
   page = (run_dir / "report.html").read_text()
-  assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == sum(line.startswith("|---") for line in text.splitlines())
+  tables = sum(line.startswith("|---") for line in text.splitlines())
+  assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == tables
   for image in images:
     assert f'src="{image}"' in page
 

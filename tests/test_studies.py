@@ -3,7 +3,9 @@
 import json
 import os
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rcn_jax import plots, studies
@@ -26,93 +28,109 @@ def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
 
 
 def uar_of(workdir, name: str, scope: str = "composite", metric: str = "uar") -> str:
-  with open(os.path.join(workdir, "runs", name, "results.json")) as stream:
-    results = json.load(stream)
+  results = json.loads(Path(workdir, "runs", name, "results.json").read_text())
   entry = results if scope == "composite" else results["per_dataset"][scope]
   return plots.format_mean_std(entry[metric], entry[f"{metric}_std"])
 
 
-def test_every_study_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+def run_tiny(workdir: str, names, monkeypatch, capsys) -> dict:
+  """Runs studies at tiny scale; returns their figures by PNG name and checks the files they wrote."""
   figures = {}
   saved = plots.save
   monkeypatch.setattr(plots, "save", lambda figure, path: figures.setdefault(os.path.basename(path), figure)
                       and saved(figure, path))
-  workdir = str(tmp_path)
-  assert studies.main(["--study=all", f"--workdir={workdir}", "--scale=tiny"]) == 0
+  for name in names:
+    assert studies.main([f"--study={name}", f"--workdir={workdir}", "--scale=tiny"]) == 0
   printed = capsys.readouterr().out
-  for name in studies.STUDIES:
+  for name in names:
     assert f"{name}: {os.path.join(workdir, name + '.md')}" in printed
-    assert os.path.getsize(os.path.join(workdir, f"{name}.md")) > 0
-    assert json.loads(open(os.path.join(workdir, f"{name}.json")).read())["study"] == name
-    markdown = open(os.path.join(workdir, f"{name}.md")).read()
-    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+    assert json.loads(Path(os.path.join(workdir, f"{name}.json")).read_text())["study"] == name
+    markdown = Path(os.path.join(workdir, f"{name}.md")).read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert images
+    for image in images:
       assert os.path.getsize(os.path.join(workdir, image)) > 0, image
+  return figures
 
-  def axes_texts(png):
-    axes = figures[png].axes
-    return ([a.get_xlabel() for a in axes], [a.get_ylabel() for a in axes],
-            [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else [] for a in axes])
 
+def axes_texts(figure):
+  """x labels, y labels and legend entries of every axis of a figure."""
+  axes = figure.axes
+  return ([a.get_xlabel() for a in axes], [a.get_ylabel() for a in axes],
+          [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else [] for a in axes])
+
+
+def test_resolution_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+  """Fig. 1 and 2 (depth), Fig. 7 (resolution) and Table VI (time) share their runs."""
+  workdir = str(tmp_path)
+  figures = run_tiny(workdir, ("depth", "resolution", "time"), monkeypatch, capsys)
   # Fig. 1: Models 1-2 x 20/24 px; each cell is the run's pooled UAR.
-  depth = open(os.path.join(workdir, "depth.md")).read()
+  depth = Path(os.path.join(workdir, "depth.md")).read_text()
   rows = table_rows(depth, "## Fig. 1")
   assert rows["Approaches"] == ["20 × 20", "24 × 24"]
   assert rows["Model 1 (1 conv)"] == [uar_of(workdir, "depth_1_fm4_p2_r20"), uar_of(workdir, "depth_1_fm4_p2_r24")]
   assert rows["Model 2 (1 conv + 1 rconv)"][1] == uar_of(workdir, "depth_2_fm4_p2_r24")
-  x_labels, y_labels, legends = axes_texts("depth.png")
+  x_labels, y_labels, legends = axes_texts(figures["depth.png"])
   assert x_labels == ["flow-map resolution (px per side)"] and y_labels == ["UAR (pooled LOSO)"]
   assert legends == [["Model 1 (1 conv)", "Model 2 (1 conv + 1 rconv)"]]
   # Fig. 2: one sample's CAMs, models x resolutions, titled with class names.
-  cam_titles = [a.get_title() for a in figures["depth_cams.png"].axes]
-  assert sum("predicted " in t for t in cam_titles) == 4 and "true class" in figures["depth_cams.png"]._suptitle.get_text()
+  grid = figures["depth_cams.png"]
+  assert sum("predicted " in a.get_title() for a in grid.axes) == 4 and "true class" in grid._suptitle.get_text()
   # Fig. 7.
-  rows = table_rows(open(os.path.join(workdir, "resolution.md")).read(), "## Fig. 7")
+  rows = table_rows(Path(os.path.join(workdir, "resolution.md")).read_text(), "## Fig. 7")
   assert set(rows) == {"Approaches", "RCN", "RCN-W"}
   assert rows["RCN-W"][0] == uar_of(workdir, "rcn_w_fm4_p2_r20")
-  assert axes_texts("resolution.png")[2] == [["RCN", "RCN-W"]]
+  assert axes_texts(figures["resolution.png"])[2] == [["RCN", "RCN-W"]]
+  # Table VI: hours per run from the engine's timings.
+  rows = table_rows(Path(os.path.join(workdir, "time.md")).read_text(), "### Feature maps: 4")
+  assert rows["Approaches"] == ["fs = 20", "fs = 24"]
+  results = json.loads(Path(os.path.join(workdir, "runs", "rcn_w_fm4_p2_r24", "results.json")).read_text())
+  assert rows["RCN-W"][1] == studies.format_duration(studies.run_hours(results))
+  assert axes_texts(figures["time.png"])[1] == ["training + test time (hours)"]
+
+
+def test_setting_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+  """Fig. 8 (pool), Fig. 9 and Table II (features), Tables III (magnification), IV (partial), V (comparison)."""
+  workdir = str(tmp_path)
+  figures = run_tiny(workdir, ("pool", "features", "magnification", "partial", "comparison"), monkeypatch, capsys)
   # Fig. 8: pool sizes.
-  rows = table_rows(open(os.path.join(workdir, "pool.md")).read(), "## Flow-map resolution: 20 × 20")
+  rows = table_rows(Path(os.path.join(workdir, "pool.md")).read_text(), "## Flow-map resolution: 20 × 20")
   assert rows["Approaches"] == ["P = 1 × 1", "P = 2 × 2"] and rows["RCN"][0] == uar_of(workdir, "rcn_fm4_p1_r20")
-  assert axes_texts("pool.png")[0] == ["adaptive-pool size P (P × P)"]
+  assert axes_texts(figures["pool.png"])[0] == ["adaptive-pool size P (P × P)"]
   # Fig. 9 and Table II: feature maps.
-  features = open(os.path.join(workdir, "features.md")).read()
+  features = Path(os.path.join(workdir, "features.md")).read_text()
   rows = table_rows(features, "### Flow-map Resolution: 20 × 20, Pooling Size: 2 × 2")
   assert rows["Approaches"] == ["fm = 4", "fm = 8"] and rows["RCN"][1] == uar_of(workdir, "rcn_fm8_p2_r20")
-  assert axes_texts("features.png")[0] == ["feature maps (fm)"]
+  assert axes_texts(figures["features.png"])[0] == ["feature maps (fm)"]
   # Table III: the magnified runs read magnified data and record it.
-  rows = table_rows(open(os.path.join(workdir, "magnification.md")).read(), "### Flow-map Resolution: 20 × 20")
+  rows = table_rows(Path(os.path.join(workdir, "magnification.md")).read_text(), "### Flow-map Resolution: 20 × 20")
   assert rows["Approaches"] == ["without MM", "with MM"]
   assert rows["RCN-W"] == [uar_of(workdir, "rcn_w_fm4_p2_r20"), uar_of(workdir, "rcn_w_fm4_p2_r20_mm")]
-  config = json.loads(open(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "config.json")).read())
+  config = json.loads(Path(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "config.json")).read_text())
   assert config["data"]["magnification"]["alpha"] == 10.0
-  import numpy as np
-  plain = np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "composite.npz"))["flows"]
-  magnified = np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "composite.npz"))["flows"]
+  with np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "composite.npz")) as arrays:
+    plain = arrays["flows"]
+  with np.load(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_mm", "composite.npz")) as arrays:
+    magnified = arrays["flows"]
   assert plain.shape == magnified.shape and not np.allclose(plain, magnified)
-  assert axes_texts("magnification.png")[2] == [["without MM", "with MM"]]
+  assert axes_texts(figures["magnification.png"])[2] == [["without MM", "with MM"]]
   # Table IV: the partial composites train on their two datasets only.
-  rows = table_rows(open(os.path.join(workdir, "partial.md")).read(), "### Flow-map Resolution")
+  rows = table_rows(Path(os.path.join(workdir, "partial.md")).read_text(), "### Flow-map Resolution")
   assert rows["Approaches"] == ["SMIC-CASME II", "CASME II-SAMM", "SMIC-SAMM"]
   assert rows["RCN"][2] == uar_of(workdir, "rcn_fm4_p2_r20_smic+samm")
-  partial = json.loads(open(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_smic+samm", "results.json")).read())
+  partial = json.loads(Path(os.path.join(workdir, "runs", "rcn_fm4_p2_r20_smic+samm", "results.json")).read_text())
   assert set(partial["per_dataset"]) == {"smic", "samm"}
   # Table V: overall and per dataset, UAR and UF1, over two seeds; the paper's numbers beside.
-  comparison = open(os.path.join(workdir, "comparison.md")).read()
+  comparison = Path(os.path.join(workdir, "comparison.md")).read_text()
   rows = table_rows(comparison, "## Table V")
   assert rows["Approaches"][:4] == ["MEGC2019 UAR", "MEGC2019 UF1", "SMIC UAR", "SMIC UF1"]
   name = "rcn_w_fm4_p2_r20_s0-1"
   assert rows["RCN-W (fm 4, pool 2 × 2)"][:2] == [uar_of(workdir, name), uar_of(workdir, name, metric="uf1")]
   assert rows["RCN-W (fm 4, pool 2 × 2)"][4] == uar_of(workdir, name, "casme2")
-  seeds = json.loads(open(os.path.join(workdir, "runs", name, "results.json")).read())["seeds"]
+  seeds = json.loads(Path(os.path.join(workdir, "runs", name, "results.json")).read_text())["seeds"]
   assert [s["seed"] for s in seeds] == [0, 1]
   assert table_rows(comparison, "### Reported in the paper")["RCN-W (paper)"][:2] == ["0.7100", "0.7422"]
   assert [a.get_xlabel() for a in figures["comparison.png"].axes] == ["evaluated samples"] * 2
-  # Table VI: hours per run from the engine's timings.
-  rows = table_rows(open(os.path.join(workdir, "time.md")).read(), "### Feature maps: 4")
-  assert rows["Approaches"] == ["fs = 20", "fs = 24"]
-  results = json.loads(open(os.path.join(workdir, "runs", "rcn_w_fm4_p2_r24", "results.json")).read())
-  assert rows["RCN-W"][1] == studies.format_duration(studies.run_hours(results))
-  assert axes_texts("time.png")[1] == ["training + test time (hours)"]
 
   # Resuming: finished runs are reused, not retrained, and the outputs are written again.
   stamp = os.path.getmtime(os.path.join(workdir, "runs", "rcn_fm4_p2_r20", "results.json"))
