@@ -149,8 +149,10 @@ def setup_blocks(results: Mapping[str, Any]) -> list[Block]:
                          f"{training['final_train_loss_mean']:.4f} (mean over models)"],
       ["execution", f"{execution['strategy']} on {len(execution['devices'])} device(s), "
                     f"{execution['models']} models in {execution['slots']} slots"],
-      ["time", f"data {timings['data_s']:.1f} s, training {timings['train_s']:.1f} s, test "
-               f"{timings['predict_s']:.1f} s, total {timings.get('total_s', 0.0):.1f} s"],
+      ["time", f"data {timings['data_s']:.1f} s, training {timings['train_s']:.1f} s"
+               + (f" (first epoch, with compilation, {timings['first_epoch_s']:.1f} s)"
+                  if "first_epoch_s" in timings else "")
+               + f", test {timings['predict_s']:.1f} s, total {timings.get('total_s', 0.0):.1f} s"],
       ["versions", ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items())],
   ]
   return [Heading("Setup"), Table(["", "value"], rows)]

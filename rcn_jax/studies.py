@@ -769,7 +769,8 @@ def time_study(runner: Runner) -> Outputs:
                          plots.markdown_table(["Approaches"] + [f"fs = {r}" for r in scale.time_resolutions],
                                               [[n] + [format_duration(h) for h in row]
                                                for n, row in zip(names, hours)]),
-                         "Seconds per fold-epoch (training time / (models × epochs)):",
+                         "Seconds per fold-epoch (training time / (models × epochs), without the first "
+                         "epoch, which includes compilation, when a run has more):",
                          plots.markdown_table(["Approaches"] + [f"fs = {r}" for r in scale.time_resolutions],
                                               [[n] + [plots.format_mean_std(v, digits=3) for v in row]
                                                for n, row in zip(names, per_epoch)])]
@@ -789,11 +790,15 @@ def time_study(runner: Runner) -> Outputs:
 
 
 def _seconds_per_model_epoch(results: Mapping[str, Any] | None) -> float | None:
+  """Training seconds per model and epoch, leaving out the first epoch (compilation) when there are others."""
   if results is None:
     return None
-  training = results["training"]
+  training, timings = results["training"], results["timings"]
   models = training["folds"] * len(results["seeds"])
-  return results["timings"]["train_s"] / max(models * training["epochs_trained_mean"], 1e-9)
+  epochs, seconds = training["epochs_trained_mean"], timings["train_s"]
+  if "first_epoch_s" in timings and epochs > 1:
+    epochs, seconds = epochs - 1, seconds - timings["first_epoch_s"]
+  return seconds / max(models * epochs, 1e-9)
 
 
 STUDIES: dict[str, Callable[[Runner], Outputs]] = {
