@@ -373,6 +373,7 @@ class Runner:
   data: DataSource
   training: str = "default"
   dry_run: bool = False
+  _composites: dict[tuple[Any, ...], Composite] = dataclasses.field(default_factory=dict, repr=False)
 
   def run_dir(self, spec: RunSpec) -> str:
     return os.path.join(self.workdir, "runs", spec.name)
@@ -397,13 +398,16 @@ class Runner:
     return results
 
   def composite(self, spec: RunSpec) -> Composite:
-    """The samples of a run (for CAMs)."""
-    composite = self.data.composite(spec)
-    if composite is not None:
-      return composite.select(spec.datasets)
-    from rcn_jax.cam import load_run_composite  # pylint: disable=g-import-not-at-top
-    from rcn_jax.predict import load_run  # pylint: disable=g-import-not-at-top
-    return load_run_composite(load_run(self.run_dir(spec)))[0]
+    """The samples of a run (for CAMs); runs of equal data share one load."""
+    key = (spec.resolution, tuple(spec.datasets), spec.magnified)
+    if key not in self._composites:
+      composite = self.data.composite(spec)
+      if composite is None:
+        from rcn_jax.cam import load_run_composite  # pylint: disable=g-import-not-at-top
+        from rcn_jax.predict import load_run  # pylint: disable=g-import-not-at-top
+        composite = load_run_composite(load_run(self.run_dir(spec)))[0]
+      self._composites[key] = composite.select(spec.datasets)
+    return self._composites[key]
 
 
 # ----------------------------------------------------------------------------------------------
