@@ -12,9 +12,8 @@ from pathlib import Path
 
 from data_prep import InputError
 from data_prep.annotations.labels import emotion_class
-from data_prep.annotations.records import (Annotation, check_unique, data_rows, find_header,
-                                           is_blank, parse_int, parse_text, read_sheet_rows,
-                                           row_values)
+from data_prep.annotations.records import (Annotation, check_unique, is_blank, parse_int,
+                                           parse_text, sheet_records)
 
 SHEET = "Sheet1"
 COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion")
@@ -41,13 +40,8 @@ def read_casme2_sheet(path: str | Path) -> list[Annotation]:
     One Annotation per row, in sheet order; `apex` is None where the sheet writes `/`.
   """
   path = Path(path)
-  sheet, rows = read_sheet_rows(path, SHEET, fallback_first=True)
-  header, columns = find_header(rows, COLUMNS, f"{path}, sheet {sheet}", HEADER_SEARCH_ROWS)
-  key_columns = [columns[name] for name in ("Subject", "Filename")]
   annotations = []
-  for row_number, row in data_rows(rows, header, key_columns):
-    where = f"{path} row {row_number}"
-    values = row_values(row, columns)
+  for where, values in sheet_records(path, SHEET, COLUMNS, HEADER_SEARCH_ROWS):
     apex_cell = values["ApexFrame"]
     if is_blank(apex_cell) or (isinstance(apex_cell, str) and apex_cell.strip() == NO_APEX):
       apex = None

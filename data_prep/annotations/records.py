@@ -125,6 +125,17 @@ def data_rows(rows: Sequence[Sequence[Any]], header_index: int,
     yield index + 1, row
 
 
+def sheet_records(path: Path, sheet: str, columns: Sequence[str],
+                  header_search_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
+  """Yields (`<file> row <n>`, named cells) for every clip row of a coding sheet keyed by
+  Subject and Filename, after finding its header among the first `header_search_rows` rows."""
+  found_sheet, rows = read_sheet_rows(path, sheet, fallback_first=True)
+  header, indices = find_header(rows, columns, f"{path}, sheet {found_sheet}", header_search_rows)
+  key_columns = [indices[name] for name in ("Subject", "Filename")]
+  for row_number, row in data_rows(rows, header, key_columns):
+    yield f"{path} row {row_number}", row_values(row, indices)
+
+
 def read_sheet_rows(path: Path, sheet: str | None, fallback_first: bool) -> tuple[str, list[tuple]]:
   """Reads one worksheet's cached values (formulas such as SAMM's Duration come back as numbers).
 

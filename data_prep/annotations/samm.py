@@ -13,8 +13,8 @@ from pathlib import Path
 
 from data_prep import InputError
 from data_prep.annotations.labels import emotion_class
-from data_prep.annotations.records import (Annotation, check_unique, data_rows, find_header,
-                                           parse_int, parse_text, read_sheet_rows, row_values)
+from data_prep.annotations.records import (Annotation, check_unique, parse_int, parse_text,
+                                           sheet_records)
 
 SHEET = "MICRO_ONLY"
 COLUMNS = ("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Estimated Emotion")
@@ -39,13 +39,8 @@ def read_samm_sheet(path: str | Path) -> list[Annotation]:
     One Annotation per clip row, in sheet order, frames as written (absolute frame numbers).
   """
   path = Path(path)
-  sheet, rows = read_sheet_rows(path, SHEET, fallback_first=True)
-  header, columns = find_header(rows, COLUMNS, f"{path}, sheet {sheet}", HEADER_SEARCH_ROWS)
-  key_columns = [columns[name] for name in ("Subject", "Filename")]
   annotations = []
-  for row_number, row in data_rows(rows, header, key_columns):
-    where = f"{path} row {row_number}"
-    values = row_values(row, columns)
+  for where, values in sheet_records(path, SHEET, COLUMNS, HEADER_SEARCH_ROWS):
     subject = samm_subject(values["Subject"], where)
     sample = parse_text(values["Filename"], where, "Filename")
     if not sample.startswith(subject + "_"):
