@@ -1,0 +1,120 @@
+"""The config of each run and the `Runner` that trains (or reuses) the runs under `<workdir>/runs/`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from rcn_jax.data import Composite
+from rcn_jax.studies.sources import DataSource
+from rcn_jax.studies.specs import RunSpec, Scale
+
+
+# Keys the studies add to a config: the engine does not read them, they record how the data was made.
+RECORDED_KEYS = ("data.magnification",)
+
+
+def _set(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+  section, _, key = dotted.rpartition(".")
+  target = config
+  for part in filter(None, section.split(".")):
+    target = target[part]
+  if key not in target and dotted not in RECORDED_KEYS:
+    raise KeyError(f"config has no key {dotted!r}")
+  target[key] = value
+
+
+def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str = "default",
+                    extra: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The config of one run: `configs/<model>.py` (with the training preset) plus the overrides.
+
+  Args:
+    spec: the run.
+    scale: its scale (adds its overrides).
+    data: the data source (adds `config.data` settings).
+    training: a training preset of `configs/base.py` (`default`, `paper`, `reference`).
+    extra: further `section.key` overrides (after the scale's).
+
+  Returns:
+    The config.
+  """
+  try:
+    if spec.model.startswith("depth_"):
+      module, arg = importlib.import_module("configs.depth"), f"depth={spec.model[6:]}"
+    else:
+      module, arg = importlib.import_module(f"configs.{spec.model}"), ""
+  except ModuleNotFoundError as error:
+    raise ValueError(f"model {spec.model!r}: no config module configs/{spec.model}.py importable; run from "
+                     "the repository root") from error
+  if training != "default":
+    arg = ",".join(filter(None, (arg, training)))
+  config = module.get_config(arg or None)
+  overrides = {"model.features": spec.features, "model.pool_size": spec.pool_size,
+               "data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets)}
+  overrides.update(data.config_overrides(spec))
+  overrides.update(scale.overrides)
+  overrides.update(extra or {})
+  for dotted, value in overrides.items():
+    _set(config, dotted, value)
+  config.seeds = tuple(spec.seeds)
+  return config
+
+
+@dataclasses.dataclass
+class Runner:
+  """Trains (or reuses) the runs of the studies under `<workdir>/runs/`.
+
+  Attributes:
+    workdir: the studies' folder.
+    scale: the scale.
+    data: the data source.
+    training: the training preset.
+    dry_run: list the runs without training.
+  """
+  workdir: str
+  scale: Scale
+  data: DataSource
+  training: str = "default"
+  dry_run: bool = False
+  _composites: dict[tuple[Any, ...], Composite] = dataclasses.field(default_factory=dict, repr=False)
+
+  def run_dir(self, spec: RunSpec) -> str:
+    """The folder of a run: `<workdir>/runs/<run name>`."""
+    return os.path.join(self.workdir, "runs", spec.name)
+
+  def config(self, spec: RunSpec, extra: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """The config of a run (see `make_run_config`)."""
+    return make_run_config(spec, self.scale, self.data, self.training, extra)
+
+  def run(self, spec: RunSpec, extra: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The results of a run, training it (or its missing epochs) first."""
+    run_dir = self.run_dir(spec)
+    if self.dry_run:
+      state = "finished" if os.path.exists(os.path.join(run_dir, "results.json")) else "to train"
+      print(f"{spec.name}: {state}")
+      return None
+    from rcn_jax import cam, train  # pylint: disable=g-import-not-at-top
+    config = self.config(spec, extra)
+    composite = self.data.composite(spec)
+    results = train.train_and_evaluate(config, run_dir, composite=composite)
+    stored = os.path.join(run_dir, cam.COMPOSITE_FILE)
+    if composite is not None and not os.path.exists(stored):
+      cam.save_composite(stored, composite, self.data.apex_frames())
+    return results
+
+  def composite(self, spec: RunSpec) -> Composite:
+    """The samples of a run (for CAMs); runs of equal data share one load."""
+    key = (spec.resolution, tuple(spec.datasets), spec.magnified)
+    if key not in self._composites:
+      composite = self.data.composite(spec)
+      if composite is None:
+        from rcn_jax.cam import load_run_composite  # pylint: disable=g-import-not-at-top
+        from rcn_jax.predict import load_run  # pylint: disable=g-import-not-at-top
+        composite = load_run_composite(load_run(self.run_dir(spec)))[0]
+      self._composites[key] = composite.select(spec.datasets)
+    return self._composites[key]
