@@ -59,7 +59,7 @@ def _jax_worker(args) -> None:
   config = base.make_config(preset=args.model, features=features, pool_size=pool, arg=None)
   config.train.batch_size = BATCH
   config.parallel.steps_per_call = args.steps_per_call
-  devices = jax.local_devices()
+  devices = jax.local_devices()[:args.num_devices or None]
   strategy = args.strategy
   layout = folds.layout_models(run_folds, (0,), strategies.slot_multiple(strategy, len(devices), args.per_call))
   program = train.create_program(config, max(len(f.train_indices) for f in run_folds))
@@ -223,6 +223,7 @@ def main() -> None:
   parser.add_argument("--strategy", help=argparse.SUPPRESS)
   parser.add_argument("--per-call", type=int, default=1, help=argparse.SUPPRESS)
   parser.add_argument("--steps-per-call", type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument("--num-devices", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker == "jax":
     return _jax_worker(args)

@@ -11,12 +11,12 @@ AXIS = "fold"
 
 
 def fold_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A mesh over `devices` (all local devices by default) with one `fold` axis.
+  """A mesh over `devices` (by default every process's devices, `jax.devices()`) with one `fold` axis.
 
   The axis type is `Auto`: under the `Explicit` default of `jax.make_mesh`, vmapped convolutions
   over a fold-sharded array fail to reshape the batched kernel.
   """
-  devices = list(jax.local_devices() if devices is None else devices)
+  devices = list(jax.devices() if devices is None else devices)
   return jax.make_mesh((len(devices),), (AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from rcn_jax import sharding
+from rcn_jax import multihost, sharding
 from rcn_jax.steps import ModelProgram, State
 
 STRATEGIES = ("auto", "vmap", "shard_map", "loop")
@@ -35,6 +35,8 @@ def resolve_strategy(strategy: str, devices: Sequence[jax.Device]) -> str:
   """The concrete strategy for `strategy` on `devices` (`auto` decides by backend and count)."""
   if strategy not in STRATEGIES:
     raise ValueError(f"unknown parallel.strategy {strategy!r}; expected one of {STRATEGIES}")
+  if strategy == "loop" and jax.process_count() > 1:
+    raise ValueError("parallel.strategy='loop' runs on one device; a multi-process run needs shard_map or vmap")
   if strategy != "auto":
     return strategy
   if devices[0].platform != "cpu":
@@ -137,24 +139,25 @@ class Executor(abc.ABC):
       raise ValueError(f"{self.num_slots} slots do not divide over {mesh.size} devices")
     self._per_model = sharding.model_sharding(mesh)
     self._replicated = sharding.replicated(mesh)
-    self.inputs, self.labels = jax.device_put((np.asarray(inputs, np.float32), np.asarray(labels, np.int32)),
-                                              self._replicated)
-    self.keys, self.train_mask, self.test_indices = jax.device_put(
-        (np.asarray(keys, np.uint32), np.asarray(train_mask, bool), np.asarray(test_indices, np.int32)),
-        self._per_model)
+    self.inputs = multihost.global_array(np.asarray(inputs, np.float32), self._replicated)
+    self.labels = multihost.global_array(np.asarray(labels, np.int32), self._replicated)
+    self.keys, self.train_mask, self.test_indices = (
+        multihost.global_array(table, self._per_model)
+        for table in (np.asarray(keys, np.uint32), np.asarray(train_mask, bool), np.asarray(test_indices, np.int32)))
     self._calls = [self.scalar(c) for c in range(program.settings.calls_per_epoch)]
-    self.loss_threshold = jax.device_put(np.float32(loss_threshold), self._replicated)
+    self.loss_threshold = multihost.global_array(np.float32(loss_threshold), self._replicated)
 
   def scalar(self, value: int) -> jax.Array:
     """An int32 scalar on every device (an explicit transfer)."""
-    return jax.device_put(np.int32(value), self._replicated)
+    return multihost.global_array(np.int32(value), self._replicated)
 
   def init(self, init_keys: np.ndarray) -> State:
     """The stacked initial state `[slots, ...]`, sharded over the mesh (each model initialised alone)."""
     init_one = _init_program(self.program)
     example = np.zeros((1,) + self.inputs.shape[1:], np.float32)
     states = jax.device_get([init_one(np.asarray(key, np.uint32), example) for key in init_keys])
-    return jax.device_put(jax.tree.map(lambda *leaves: np.stack(leaves), *states), self._per_model)
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *states)
+    return jax.tree.map(lambda leaf: multihost.global_array(leaf, self._per_model), stacked)
 
   def abstract_state(self) -> State:
     """Shapes, dtypes and shardings of the stacked state, for restoring a checkpoint."""
@@ -185,7 +188,7 @@ class VmapExecutor(Executor):
 
   def predict(self, state: State) -> np.ndarray:
     _, predict = _vmap_programs(self.program, self.mesh)
-    return np.asarray(jax.device_get(predict(state, self.inputs, self.test_indices)))
+    return multihost.to_host(predict(state, self.inputs, self.test_indices))
 
 
 class BlockExecutor(Executor):
@@ -222,10 +225,10 @@ class BlockExecutor(Executor):
     _, predict = _block_programs(self.program, self.mesh, self.models_per_call)
     one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), state)
     out = jax.eval_shape(self.program.predict, one_model, self.inputs, self.test_indices[0])
-    probabilities = jax.device_put(np.zeros((self.num_slots,) + out.shape, np.float32), self._per_model)
+    probabilities = multihost.global_array(np.zeros((self.num_slots,) + out.shape, np.float32), self._per_model)
     for chunk in self._chunks:
       probabilities = predict(probabilities, state, chunk, self.inputs, self.test_indices)
-    return np.asarray(jax.device_get(probabilities))
+    return multihost.to_host(probabilities)
 
 
 def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.Device], *,

@@ -4,7 +4,8 @@
 composite, builds the folds, trains all (fold, seed) models together with the strategy chosen for
 the backend (see `rcn_jax.strategies`), checkpoints every epoch, tests each model on its held-out
 subject only, and writes the pooled results. Re-running it on the same workdir resumes from the
-last checkpoint; a finished workdir is reported, not retrained.
+last checkpoint; a finished workdir is reported, not retrained. In a multi-process run (see
+`rcn_jax.multihost`) every process calls it alike on a shared workdir; process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from rcn_jax import checkpoint, folds, models, protocol, reporting, steps, strategies
+from rcn_jax import checkpoint, folds, models, multihost, protocol, reporting, steps, strategies
 from rcn_jax.data import Composite, load_composite
 
 RESULTS = "results.json"
@@ -102,7 +103,9 @@ def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
     if differing:
       raise ValueError(f"{workdir} holds a run of another config (sections {differing} differ); "
                        "use a new --workdir")
-  reporting.write_json(path, config_dict)
+  if multihost.is_main():
+    reporting.write_json(path, config_dict)
+  multihost.barrier("claim_workdir")
 
 
 def _finished_results(workdir: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,7 +146,7 @@ class _Plan:
 def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
   run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
                                  config.protocol.max_folds)
-  devices = jax.local_devices()
+  devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = _resolve_models_per_call(config)
   layout = folds.layout_models(run_folds, tuple(config.seeds),
@@ -180,7 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_dict = _config_dict(config)
   finished = _finished_results(workdir, config_dict)
   if finished is not None:
-    print(reporting.summary_table(finished))
+    if multihost.is_main():
+      print(reporting.summary_table(finished))
     return finished
   if composite is None:
     composite = load_composite(config.data.name, data_dir=config.data.data_dir,
@@ -197,9 +201,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     start_epoch, state = checkpoints.restore(plan.executor.abstract_state())
   else:
     start_epoch, state = 0, plan.executor.init(plan.init_keys)
-  print(f"{len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = {plan.layout.num_models} models, "
-        f"strategy {plan.execution['strategy']} on {len(plan.execution['devices'])} device(s); "
-        f"{len(composite)} samples from {composite.source}", file=sys.stderr)
+  if multihost.is_main():
+    print(f"{len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = {plan.layout.num_models} models, "
+          f"strategy {plan.execution['strategy']} on {len(plan.execution['devices'])} device(s) of "
+          f"{jax.process_count()} process(es); {len(composite)} samples from {composite.source}", file=sys.stderr)
   state, timings["train_s"], timings["first_epoch_s"] = _train(
       config, plan.executor, checkpoints, state, start_epoch, plan.layout, workdir)
   checkpoints.close()
@@ -207,21 +212,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   probabilities = plan.executor.predict(state)
   timings["predict_s"] = time.perf_counter() - predict_started
 
-  history = np.asarray(jax.device_get(state["loss_history"]))[:plan.layout.num_models]
-  epochs_trained = np.asarray(jax.device_get(state["epochs_trained"]))[:plan.layout.num_models]
+  history, epochs_trained = (table[:plan.layout.num_models]
+                             for table in multihost.to_host((state["loss_history"], state["epochs_trained"])))
   predictions = reporting.gather_predictions(plan.layout, probabilities, plan.test_indices, plan.test_valid)
   results = reporting.summarize(composite, predictions, protocol.CLASS_NAMES,
                                 bootstrap_resamples=config.report.bootstrap_resamples,
                                 confidence=config.report.confidence)
   results["training"] = _training_summary(config, history, epochs_trained, len(plan.folds))
-  results["execution"] = {**plan.execution, "resumed_from_epoch": start_epoch}
+  results["execution"] = {**plan.execution, "processes": jax.process_count(), "resumed_from_epoch": start_epoch}
   results["config"] = config_dict
   results["versions"] = _versions()
-  _write_outputs(workdir, composite, plan.layout, predictions, results, history)
   timings["total_s"] = time.perf_counter() - started
   results["timings"] = timings
-  reporting.write_json(os.path.join(workdir, RESULTS), results)
-  print(reporting.summary_table(results))
+  if multihost.is_main():
+    _write_outputs(workdir, composite, plan.layout, predictions, results, history)
+    reporting.write_json(os.path.join(workdir, RESULTS), results)
+    print(reporting.summary_table(results))
+  multihost.barrier("results_written")
   return results
 
 
@@ -236,15 +243,19 @@ def _training_summary(config, history, epochs_trained, num_folds) -> dict[str, A
 def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
   """The epoch loop: progress bar, TensorBoard scalars, checkpoints, early end once all stopped.
 
+  Every process runs the loop (checkpoints are collective); process 0 shows and logs it.
+
   Returns:
     (state, seconds in the loop, seconds of its first epoch, compilation included).
   """
   num_epochs = config.train.num_epochs
   real = slice(0, layout.num_models)
-  active = np.asarray(jax.device_get(state["active"]))[real]
+  active = multihost.to_host(state["active"])[real]
   started = time.perf_counter()
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-  bar = tqdm.tqdm(total=num_epochs, initial=start_epoch, desc="LOSO epochs", unit="epoch", file=sys.stderr)
+  main = multihost.is_main()
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"), write_to_disk=main)
+  bar = tqdm.tqdm(total=num_epochs, initial=start_epoch, desc="LOSO epochs", unit="epoch", file=sys.stderr,
+                  disable=not main)
   epoch = start_epoch
   first_epoch_s = 0.0
   try:
@@ -252,8 +263,9 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
       while epoch < num_epochs and active.any():
         epoch_started = time.perf_counter()
         state = executor.train_epoch(state, epoch)
-        losses = np.asarray(jax.device_get(state["loss_history"]))[real, epoch]
-        was_active, active = active, np.asarray(jax.device_get(state["active"]))[real]
+        history, now_active = multihost.to_host((state["loss_history"], state["active"]))
+        losses = history[real, epoch]
+        was_active, active = active, now_active[real]
         epoch += 1
         if epoch % config.checkpoint.every_epochs == 0 or epoch == num_epochs or not active.any():
           checkpoints.save(epoch, state)

@@ -47,9 +47,9 @@ def tiny_overrides(data_dir: Path) -> list[str]:
           "--config.report.bootstrap_resamples=20"]
 
 
-def launch(args: list[str], *, cache_dir: Path, **popen_kwargs) -> subprocess.Popen:
-  """Starts `launch.py` with four forced host devices and a shared compilation cache."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONUNBUFFERED="1")
+def launch(args: list[str], *, cache_dir: Path, devices: int = 4, **popen_kwargs) -> subprocess.Popen:
+  """Starts `launch.py` with `devices` forced host devices and a shared compilation cache."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
   return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), f"--xla_cache_dir={cache_dir}", *args],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen_kwargs)
