@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep import InputError
+from data_prep import InputError, locks
 
 FILTERS = ("onset", "ideal")
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)  # the pyramid's 5-tap low-pass, /16
@@ -292,45 +292,47 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
   listed = protocol.read_official_list() if listed is None else list(listed)
   record = {"synthetic": True, "backend": backend, "magnification": magnification.to_json(),
             "num_samples": len(listed)}
-  existing = sorted((data_dir / "megc2019" / backend).glob("*/dataset_info.json"))
-  marker = data_dir / MAGNIFICATION_FILE
-  if existing and marker.is_file():
-    if json.loads(marker.read_text()) != record:
-      raise InputError(f"{data_dir}: holds a dataset made with {marker.read_text()}; use another "
-                       "data_dir")
-    return existing[-1].parent
-  generator_config = generate.SyntheticConfig()
-  pairs = [_synthetic_pair(generator_config, row) for row in listed]
-  apexes: list[np.ndarray | None] = [None] * len(pairs)
-  by_shape: dict[tuple[int, ...], list[int]] = {}
-  for index, (_, onset, _) in enumerate(pairs):
-    by_shape.setdefault(onset.shape, []).append(index)
-  for indices in by_shape.values():
-    magnified = magnify_pairs(np.stack([pairs[i][1] for i in indices]),
-                              np.stack([pairs[i][2] for i in indices]), magnification)
-    for index, apex in zip(indices, magnified):
-      apexes[index] = apex
-  jobs = [(onset, apex) for (_, onset, _), apex in zip(pairs, apexes)]
-  flow = functools.partial(_flow_of_pair, backend)
-  if workers > 1:
-    # spawn: forking a process that already runs JAX threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-      maps = list(pool.map(flow, jobs, chunksize=4))
-  else:
-    maps = [flow(job) for job in jobs]
-  with tempfile.TemporaryDirectory(dir=data_dir if data_dir.is_dir() else None) as staged:
-    entries = []
-    for index, ((plan, _, _), flow_map) in enumerate(zip(pairs, maps)):
-      name = f"{index:05d}.npz"
-      np.savez(Path(staged) / name, flow=flow_map)
-      entries.append({"file": name, "label": plan.label, "dataset": plan.dataset,
-                      "subject": plan.subject, "sample": plan.sample,
-                      "onset_frame": plan.onset_frame, "apex_frame": plan.apex_frame})
-    write_manifest(staged, entries, record)
-    folder = prepare(Megc2019, data_dir, staged, config=backend)
-  marker.write_text(json.dumps(record, indent=1))
-  return folder
+  # Processes that start together (a multi-process study) build once: the others wait, then read.
+  with locks.exclusive(data_dir / "magnified.lock"):
+    existing = sorted((data_dir / "megc2019" / backend).glob("*/dataset_info.json"))
+    marker = data_dir / MAGNIFICATION_FILE
+    if existing and marker.is_file():
+      if json.loads(marker.read_text()) != record:
+        raise InputError(f"{data_dir}: holds a dataset made with {marker.read_text()}; use another "
+                         "data_dir")
+      return existing[-1].parent
+    generator_config = generate.SyntheticConfig()
+    pairs = [_synthetic_pair(generator_config, row) for row in listed]
+    apexes: list[np.ndarray | None] = [None] * len(pairs)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, (_, onset, _) in enumerate(pairs):
+      by_shape.setdefault(onset.shape, []).append(index)
+    for indices in by_shape.values():
+      magnified = magnify_pairs(np.stack([pairs[i][1] for i in indices]),
+                                np.stack([pairs[i][2] for i in indices]), magnification)
+      for index, apex in zip(indices, magnified):
+        apexes[index] = apex
+    jobs = [(onset, apex) for (_, onset, _), apex in zip(pairs, apexes)]
+    flow = functools.partial(_flow_of_pair, backend)
+    if workers > 1:
+      # spawn: forking a process that already runs JAX threads can deadlock.
+      context = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        maps = list(pool.map(flow, jobs, chunksize=4))
+    else:
+      maps = [flow(job) for job in jobs]
+    with tempfile.TemporaryDirectory(dir=data_dir if data_dir.is_dir() else None) as staged:
+      entries = []
+      for index, ((plan, _, _), flow_map) in enumerate(zip(pairs, maps)):
+        name = f"{index:05d}.npz"
+        np.savez(Path(staged) / name, flow=flow_map)
+        entries.append({"file": name, "label": plan.label, "dataset": plan.dataset,
+                        "subject": plan.subject, "sample": plan.sample,
+                        "onset_frame": plan.onset_frame, "apex_frame": plan.apex_frame})
+      write_manifest(staged, entries, record)
+      folder = prepare(Megc2019, data_dir, staged, config=backend)
+    marker.write_text(json.dumps(record, indent=1))
+    return folder
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

@@ -4,13 +4,17 @@ and the `megc2019_synthetic` TFDS builder (on a handful of samples)."""
 import collections
 import dataclasses
 import itertools
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_prep import InputError
+from data_prep import InputError, locks
 from data_prep import strain as strain_lib
 from data_prep.flowmap import compute_flow_map
 from data_prep.synthetic import action_units, builder, domains, generate
@@ -259,3 +263,33 @@ def test_command_line_names_a_bad_backend(tmp_path):
   with pytest.raises(InputError, match="unknown flow backend 'raft'"):
     command_line.main([f"--data-dir={tmp_path}", "--backend=raft"])
   assert not any(tmp_path.iterdir())
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lock_makes_another_process_wait(tmp_path):
+  lock = tmp_path / "sub" / "data.lock"
+  waiter = [sys.executable, "-c", "import sys; from data_prep import locks\n"
+            "with locks.exclusive(sys.argv[1]): print('acquired', flush=True)", str(lock)]
+  with locks.exclusive(lock):
+    process = subprocess.Popen(waiter, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    assert process.poll() is None, "the second process took a held lock"
+  out, _ = process.communicate(timeout=60)
+  assert process.returncode == 0 and out.strip() == "acquired"
+
+
+def test_processes_starting_together_build_the_composite_once(tmp_path):
+  """Two processes of a multi-process run find the data missing at once: one builds, both read it."""
+  build = [sys.executable, "-c", "import sys; from data_prep.synthetic import builder\n"
+           "print(builder.ensure_built(sys.argv[1], backend='dis', workers=1, progress=False))", str(tmp_path)]
+  processes = [subprocess.Popen(build, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+  outputs = [process.communicate(timeout=600) for process in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-3000:]
+  folders = {out.strip().splitlines()[-1] for out, _ in outputs}
+  assert folders == {str(tmp_path / "megc2019_synthetic" / "dis" / "1.0.0")}
+  assert sorted(p.name for p in (tmp_path / "megc2019_synthetic" / "dis").iterdir()) == ["1.0.0"]
+  assert len(tfds.builder_from_directory(folders.pop()).as_data_source("train")) == 442

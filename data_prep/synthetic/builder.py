@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep import InputError
+from data_prep import InputError, locks
 from data_prep.build import default_data_dir
 from data_prep.flow import BACKENDS, JAX_BACKENDS
 from data_prep.flow_dataset import FlowMapBuilder, make_example
@@ -192,19 +192,21 @@ def ensure_built(data_dir: str | None = None, *, backend: str = "tvl1",
   """
   if backend not in BACKENDS:
     raise InputError(f"unknown flow backend {backend!r}; expected one of {list(BACKENDS)}")
-  builder = Megc2019Synthetic(data_dir=data_dir or default_data_dir(), config=backend,
-                              file_format="array_record", generator_config=generator_config,
-                              workers=workers, progress=progress)
-  if builder.is_prepared():
-    metadata = builder.info.metadata
-    expected = {"generator_fingerprint": generator_config.fingerprint(),
-                "num_samples": len(protocol.read_official_list())}
-    differences = [f"{key}={metadata.get(key)!r} (expected {value!r})"
-                   for key, value in expected.items() if metadata.get(key) != value]
-    if differences:
-      raise InputError(f"{builder.data_dir}: built with {', '.join(differences)}: another "
-                       "generator config or a partial list; delete the folder or use another "
-                       "data_dir")
-    return str(builder.data_dir)
-  builder.download_and_prepare()
-  return str(Path(builder.data_dir))
+  data_dir = data_dir or default_data_dir()
+  # Processes that start together (a multi-process run) build once: the others wait, then read.
+  with locks.exclusive(Path(data_dir) / "megc2019_synthetic" / f"{backend}.lock"):
+    builder = Megc2019Synthetic(data_dir=data_dir, config=backend, file_format="array_record",
+                                generator_config=generator_config, workers=workers, progress=progress)
+    if builder.is_prepared():
+      metadata = builder.info.metadata
+      expected = {"generator_fingerprint": generator_config.fingerprint(),
+                  "num_samples": len(protocol.read_official_list())}
+      differences = [f"{key}={metadata.get(key)!r} (expected {value!r})"
+                     for key, value in expected.items() if metadata.get(key) != value]
+      if differences:
+        raise InputError(f"{builder.data_dir}: built with {', '.join(differences)}: another "
+                         "generator config or a partial list; delete the folder or use another "
+                         "data_dir")
+      return str(builder.data_dir)
+    builder.download_and_prepare()
+    return str(Path(builder.data_dir))
