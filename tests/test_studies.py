@@ -169,3 +169,36 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
   assert not os.path.exists(os.path.join(tmp_path, "runs"))
   assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 1
   assert "--study='fig11'" in capsys.readouterr().err
+
+
+def test_a_study_over_two_processes_matches_one_process(tmp_path):
+  """`--coordinator_address/--num_processes/--process_id` as for launch.py: every process trains each
+  run together; process 0 alone writes, and the numbers equal a one-process run on as many devices."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  root = Path(__file__).resolve().parents[1]
+
+  def start(workdir, devices, extra=()):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.Popen([sys.executable, "-m", "rcn_jax.studies", "--study=pool", "--scale=tiny",
+                             f"--workdir={workdir}", "--workers=1", *extra], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+  with socket.socket() as probe:
+    probe.bind(("localhost", 0))
+    address = f"localhost:{probe.getsockname()[1]}"
+  processes = [start(tmp_path / "one", 2)]
+  processes += [start(tmp_path / "two", 1, [f"--coordinator_address={address}", "--num_processes=2",
+                                            f"--process_id={i}"]) for i in range(2)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-3000:]
+  assert "pool.md" in outputs[1][0] and "pool.md" not in outputs[2][0]
+  one = json.loads((tmp_path / "one" / "pool.json").read_text())
+  two = json.loads((tmp_path / "two" / "pool.json").read_text())
+  assert one == two
+  assert (tmp_path / "one" / "pool.md").read_text() == (tmp_path / "two" / "pool.md").read_text()
+  run = json.loads(next((tmp_path / "two" / "runs").glob("*/results.json")).read_text())
+  assert run["execution"]["processes"] == 2 and len(run["execution"]["devices"]) == 2

@@ -20,7 +20,9 @@ basic RCN at 60 px is in five studies). Outputs: `<workdir>/<study>.md` (tables 
 layout, top two per column in bold), `<workdir>/<study>*.png` and `<workdir>/<study>.json`.
 `--scale=tiny` runs every study in a few CPU-minutes on built-in frames (a handful of synthetic
 subjects, 1 epoch, 4 folds, fm 4): a check of the machinery, not a result. Run this from the
-repository root (the model configs live in `configs/`).
+repository root (the model configs live in `configs/`). With `--distributed` or
+`--coordinator_address/--num_processes/--process_id` (as for `launch.py`, docs/distributed.md)
+every process trains each run together over all their devices and process 0 writes the outputs.
 """
 
 # One job per module: `specs` (runs, scales), `sources` (data sources), `runner` (run configs,

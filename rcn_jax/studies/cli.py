@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rcn_jax import multihost
 from rcn_jax.studies.definitions import STUDIES, run_study
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.sources import DataSource, NamedData, tiny_frame_data
@@ -34,6 +35,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="training preset of configs/base.py")
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for building data")
   parser.add_argument("--dry_run", action="store_true", help="list the runs and whether they are finished")
+  parser.add_argument("--distributed", action="store_true",
+                      help="join JAX's distributed runtime, detecting the cluster (docs/distributed.md)")
+  parser.add_argument("--coordinator_address", help="host:port of process 0 of a multi-process study")
+  parser.add_argument("--num_processes", type=int, help="processes of a multi-process study")
+  parser.add_argument("--process_id", type=int, help="this process's index, 0..num_processes-1")
   return parser.parse_args(argv)
 
 
@@ -57,10 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     if any(n not in STUDIES for n in names):
       raise ValueError(f"--study={args.study!r}: expected one of {sorted(STUDIES)} or all")
-    runner = Runner(args.workdir, SCALES[args.scale], make_data(args), args.training, args.dry_run)
+    if args.distributed or any(v is not None for v in (args.coordinator_address, args.num_processes,
+                                                        args.process_id)):
+      multihost.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    runner = Runner(args.workdir, SCALES[args.scale], make_data(args), args.training, args.dry_run,
+                    main_process=multihost.is_main())
     for name in names:
       outputs = run_study(name, runner)
-      if not args.dry_run:
+      if runner.writes:
         print(f"{name}: {os.path.join(args.workdir, name + '.md')} and {len(outputs.figures)} figure(s)")
   except (FileNotFoundError, ValueError, KeyError) as error:
     print(f"error: {error}", file=sys.stderr)

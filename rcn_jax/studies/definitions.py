@@ -34,7 +34,7 @@ def _resolution_study(runner: Runner, study: str, title: str, models: Sequence[s
   spec_of = lambda model, res: RunSpec(model, fm, pool, res)  # noqa: E731
   results = {spec_of(m, r).name: runner.run(spec_of(m, r)) for m in models for r in scale.resolutions}
   outputs = Outputs(study, title)
-  if runner.dry_run:
+  if not runner.writes:
     return outputs
   means, stds = score_grid(results, models, scale.resolutions, spec_of)
   names = [paper_name(m) for m in models]
@@ -57,7 +57,7 @@ def depth_study(runner: Runner) -> Outputs:
   """Fig. 1 (UAR of Models 1-4 by resolution) and Fig. 2 (their CAMs of one sample)."""
   outputs = _resolution_study(runner, "depth", "Depth x resolution (paper Fig. 1, Fig. 2)",
                               runner.scale.depth_models, "Fig. 1")
-  if runner.dry_run:
+  if not runner.writes:
     return outputs
   path = _depth_cams(runner)
   if path:
@@ -111,7 +111,7 @@ def pool_study(runner: Runner) -> Outputs:
   for resolution in scale.block_resolutions:
     spec_of = lambda model, pool, r=resolution: RunSpec(model, fm, pool, r)  # noqa: E731
     results = {spec_of(m, p).name: runner.run(spec_of(m, p)) for m in models for p in scale.pool_sizes}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     means, stds = score_grid(results, models, scale.pool_sizes, spec_of)
     panels.append(plots.LinePanel(f"flow map {px(resolution)}, fm {fm}", "adaptive-pool size P (P × P)",
@@ -120,7 +120,7 @@ def pool_study(runner: Runner) -> Outputs:
     outputs.sections += [f"## Flow-map resolution: {px(resolution)}, feature maps: {fm}",
                          grid_table(names, [f"P = {p} × {p}" for p in scale.pool_sizes], means, stds)]
     numbers[str(resolution)] = {"uar": means, "uar_std": stds}
-  if not runner.dry_run:
+  if runner.writes:
     path = os.path.join(runner.workdir, "pool.png")
     plots.line_plot(path, panels, suptitle="Fig. 8: UAR by pooling size")
     outputs.figures.append(path)
@@ -138,7 +138,7 @@ def features_study(runner: Runner) -> Outputs:
   for resolution in scale.block_resolutions:
     spec_of = lambda model, fm, r=resolution: RunSpec(model, fm, base_pool, r)  # noqa: E731
     results = {spec_of(m, f).name: runner.run(spec_of(m, f)) for m in scale.sweep_models for f in scale.features}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     means, stds = score_grid(results, scale.sweep_models, scale.features, spec_of)
     panels.append(plots.LinePanel(f"flow map {px(resolution)}, pool {base_pool} × {base_pool}",
@@ -150,13 +150,13 @@ def features_study(runner: Runner) -> Outputs:
   for pool in scale.table2_pools:
     spec_of = lambda model, fm, p=pool: RunSpec(model, fm, p, base_resolution)  # noqa: E731
     results = {spec_of(m, f).name: runner.run(spec_of(m, f)) for m in scale.table2_models for f in scale.features}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     means, stds = score_grid(results, scale.table2_models, scale.features, spec_of)
     table_sections += [f"### Flow-map Resolution: {px(base_resolution)}, Pooling Size: {pool} × {pool}",
                        grid_table(table_names, [f"fm = {f}" for f in scale.features], means, stds)]
     numbers["table2"][str(pool)] = {"uar": means, "uar_std": stds}
-  if not runner.dry_run:
+  if runner.writes:
     path = os.path.join(runner.workdir, "features.png")
     plots.line_plot(path, panels, suptitle="Fig. 9: UAR by number of feature maps")
     outputs.figures.append(path)
@@ -177,7 +177,7 @@ def magnification_study(runner: Runner) -> Outputs:
   for resolution in scale.block_resolutions:
     spec_of = lambda model, magnified, r=resolution: RunSpec(model, fm, pool, r, magnified=magnified)  # noqa: E731
     results = {spec_of(m, mm).name: runner.run(spec_of(m, mm)) for m in models for mm in (False, True)}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     means, stds = score_grid(results, models, (False, True), spec_of)
     outputs.sections += [f"### Flow-map Resolution: {px(resolution)}",
@@ -186,7 +186,7 @@ def magnification_study(runner: Runner) -> Outputs:
                                  {"without MM": [m[0] for m in means], "with MM": [m[1] for m in means]},
                                  {"without MM": [s[0] for s in stds], "with MM": [s[1] for s in stds]}))
     numbers[str(resolution)] = {"uar": means, "uar_std": stds}
-  if not runner.dry_run:
+  if runner.writes:
     path = os.path.join(runner.workdir, "magnification.png")
     plots.bar_plot(path, panels, suptitle="Table III: UAR without and with motion magnification (MM)")
     outputs.figures.append(path)
@@ -209,7 +209,7 @@ def partial_study(runner: Runner) -> Outputs:
   for fm, pool in scale.partial_blocks:
     spec_of = lambda model, pair, f=fm, p=pool: RunSpec(model, f, p, resolution, datasets=pair)  # noqa: E731
     results = {spec_of(m, pair).name: runner.run(spec_of(m, pair)) for m in models for pair in PARTIAL_COMPOSITES}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     means, stds = score_grid(results, models, PARTIAL_COMPOSITES, spec_of)
     outputs.sections += [f"### Flow-map Resolution: {px(resolution)}, Feature Maps: {fm}, "
@@ -219,7 +219,7 @@ def partial_study(runner: Runner) -> Outputs:
                                  columns, {n: row for n, row in zip(names, means)},
                                  {n: row for n, row in zip(names, stds)}))
     numbers[f"fm{fm}_p{pool}"] = {"uar": means, "uar_std": stds}
-  if not runner.dry_run:
+  if runner.writes:
     path = os.path.join(runner.workdir, "partial.png")
     plots.bar_plot(path, panels, suptitle="Table IV: UAR on partially composite datasets")
     outputs.figures.append(path)
@@ -234,7 +234,7 @@ def comparison_study(runner: Runner) -> Outputs:
   specs = [RunSpec(m, fm, pool, resolution, seeds=scale.comparison_seeds) for m, fm, pool in scale.comparison]
   results = {s.name: runner.run(s, scale.comparison_overrides) for s in specs}
   outputs = Outputs("comparison", "Comparison table (paper Table V)")
-  if runner.dry_run:
+  if not runner.writes:
     return outputs
   scopes = ("composite", "smic", "casme2", "samm")
   headers = ["Approaches"] + [f"{'MEGC2019' if s == 'composite' else DATASET_NAMES[s]} {m}"
@@ -282,7 +282,7 @@ def time_study(runner: Runner) -> Outputs:
   for fm, pool in scale.time_blocks:
     spec_of = lambda model, r, f=fm, p=pool: RunSpec(model, f, p, r)  # noqa: E731
     results = {spec_of(m, r).name: runner.run(spec_of(m, r)) for m in models for r in scale.time_resolutions}
-    if runner.dry_run:
+    if not runner.writes:
       continue
     hours = [[run_hours(results[spec_of(m, r).name]) for r in scale.time_resolutions] for m in models]
     per_epoch = [[_seconds_per_model_epoch(results[spec_of(m, r).name]) for r in scale.time_resolutions]
@@ -300,7 +300,7 @@ def time_study(runner: Runner) -> Outputs:
                                   "training + test time (hours)", list(scale.time_resolutions),
                                   dict(zip(names, hours))))
     numbers[f"fm{fm}_p{pool}"] = {"hours": hours, "seconds_per_fold_epoch": per_epoch}
-  if not runner.dry_run:
+  if runner.writes:
     path = os.path.join(runner.workdir, "time.png")
     plots.line_plot(path, panels, suptitle="Table VI: training and test time of all folds")
     outputs.figures.append(path)
@@ -331,7 +331,7 @@ STUDIES: dict[str, Callable[[Runner], Outputs]] = {
 
 
 def run_study(name: str, runner: Runner) -> Outputs:
-  """Runs one study (its missing runs first) and writes its outputs unless it is a dry run.
+  """Runs one study (its missing runs first); writes its outputs unless it is a dry run or not process 0.
 
   Args:
     name: a key of `STUDIES`.
@@ -344,6 +344,6 @@ def run_study(name: str, runner: Runner) -> Outputs:
     raise ValueError(f"--study={name!r}: expected one of {sorted(STUDIES)} or all")
   os.makedirs(runner.workdir, exist_ok=True)
   outputs = STUDIES[name](runner)
-  if not runner.dry_run:
+  if runner.writes:
     outputs.write(runner.workdir, runner)
   return outputs

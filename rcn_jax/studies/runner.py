@@ -75,13 +75,21 @@ class Runner:
     data: the data source.
     training: the training preset.
     dry_run: list the runs without training.
+    main_process: whether this process writes the tables and figures. In a multi-process study
+      every process trains each run together (in the same order); only process 0 writes.
   """
   workdir: str
   scale: Scale
   data: DataSource
   training: str = "default"
   dry_run: bool = False
+  main_process: bool = True
   _composites: dict[tuple[Any, ...], Composite] = dataclasses.field(default_factory=dict, repr=False)
+
+  @property
+  def writes(self) -> bool:
+    """Whether the studies write tables and figures here (not in a dry run, only on process 0)."""
+    return self.main_process and not self.dry_run
 
   def run_dir(self, spec: RunSpec) -> str:
     """The folder of a run: `<workdir>/runs/<run name>`."""
@@ -103,7 +111,7 @@ class Runner:
     composite = self.data.composite(spec)
     results = train.train_and_evaluate(config, run_dir, composite=composite)
     stored = os.path.join(run_dir, cam.COMPOSITE_FILE)
-    if composite is not None and not os.path.exists(stored):
+    if composite is not None and self.main_process and not os.path.exists(stored):
       cam.save_composite(stored, composite, self.data.apex_frames())
     return results
 
