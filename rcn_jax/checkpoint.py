@@ -2,7 +2,9 @@
 
 The step number is the count of finished epochs. Saving is synchronous: the next epoch donates
 the state's buffers, and a process killed during a save leaves an uncommitted step that orbax
-ignores on restore, so a restart resumes from the last complete epoch.
+ignores on restore, so a restart resumes from the last complete epoch. In a multi-process run
+every process calls `save` and `restore` alike: orbax writes and reads each process's shards and
+commits a step once all have written.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Shared test data: a tiny `megc2019` flow-map dataset on disk, in the agreed TFDS schema."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,10 @@ def launch(args: list[str], *, cache_dir: Path, devices: int = 4, **popen_kwargs
   return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), f"--xla_cache_dir={cache_dir}", *args],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen_kwargs)
+
+
+def free_port() -> int:
+  """A TCP port on localhost that nothing listens on now (for a distributed run's coordinator)."""
+  with socket.socket() as probe:
+    probe.bind(("localhost", 0))
+    return probe.getsockname()[1]

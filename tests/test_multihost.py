@@ -8,12 +8,11 @@ joined with `--coordinator_address/--num_processes/--process_id` (gloo collectiv
 import csv
 import json
 import shutil
-import socket
 
 import numpy as np
 import pytest
 
-from loso_fixtures import launch, tiny_overrides, write_tiny_megc2019
+from loso_fixtures import free_port, launch, tiny_overrides, write_tiny_megc2019
 
 FOLDS = 5
 EPOCHS = 3
@@ -25,15 +24,9 @@ def _args(data_dir, workdir):
           f"--config.protocol.max_folds={FOLDS}", f"--config.train.num_epochs={EPOCHS}"]
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("localhost", 0))
-    return probe.getsockname()[1]
-
-
 def _launch_processes(data_dir, workdir, cache, *, processes=2, devices_per_process=2):
   """Starts the processes of one distributed run; returns them in process order."""
-  address = f"localhost:{_free_port()}"
+  address = f"localhost:{free_port()}"
   return [launch([*_args(data_dir, workdir), f"--coordinator_address={address}",
                   f"--num_processes={processes}", f"--process_id={index}"],
                  cache_dir=cache, devices=devices_per_process)

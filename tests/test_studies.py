@@ -3,11 +3,14 @@
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from loso_fixtures import free_port
 from rcn_jax import plots, studies
 from test_predict import fast_compile  # noqa: F401  (fixture shared with test_predict)
 
@@ -174,10 +177,6 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
 def test_a_study_over_two_processes_matches_one_process(tmp_path):
   """`--coordinator_address/--num_processes/--process_id` as for launch.py: every process trains each
   run together; process 0 alone writes, and the numbers equal a one-process run on as many devices."""
-  import socket  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-
   root = Path(__file__).resolve().parents[1]
 
   def start(workdir, devices, extra=()):
@@ -186,9 +185,7 @@ def test_a_study_over_two_processes_matches_one_process(tmp_path):
                              f"--workdir={workdir}", "--workers=1", *extra], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-  with socket.socket() as probe:
-    probe.bind(("localhost", 0))
-    address = f"localhost:{probe.getsockname()[1]}"
+  address = f"localhost:{free_port()}"
   processes = [start(tmp_path / "one", 2)]
   processes += [start(tmp_path / "two", 1, [f"--coordinator_address={address}", "--num_processes=2",
                                             f"--process_id={i}"]) for i in range(2)]
