@@ -24,10 +24,10 @@ def _args(data_dir, workdir):
           f"--config.protocol.max_folds={FOLDS}", f"--config.train.num_epochs={EPOCHS}"]
 
 
-def _launch_processes(data_dir, workdir, cache, *, processes=2, devices_per_process=2):
+def _launch_processes(data_dir, workdir, cache, *, processes=2, devices_per_process=2, extra=()):
   """Starts the processes of one distributed run; returns them in process order."""
   address = f"localhost:{free_port()}"
-  return [launch([*_args(data_dir, workdir), f"--coordinator_address={address}",
+  return [launch([*_args(data_dir, workdir), *extra, f"--coordinator_address={address}",
                   f"--num_processes={processes}", f"--process_id={index}"],
                  cache_dir=cache, devices=devices_per_process)
           for index in range(processes)]
@@ -137,3 +137,16 @@ def test_distributed_without_a_cluster_is_a_usage_error(tmp_path):
   assert process.returncode == 1
   assert "--coordinator_address, --num_processes and --process_id" in err
   assert "Traceback" not in err
+
+
+def test_vmap_strategy_over_two_processes_matches_one_process(runs, tmp_path):
+  """The accelerators' strategy (vmap inside shard_map), forced on CPU: 2 processes x 2 devices = 1 x 4."""
+  vmap = ["--config.parallel.strategy=vmap"]
+  one = launch([*_args(runs["data_dir"], tmp_path / "one"), *vmap], cache_dir=runs["cache"], devices=4)
+  two = _launch_processes(runs["data_dir"], tmp_path / "two", runs["cache"], extra=vmap)
+  _finish([one, *two])
+  execution = _results(tmp_path / "two")["execution"]
+  assert (execution["strategy"], execution["processes"], len(execution["devices"])) == ("vmap", 2, 4)
+  _assert_identical(_probabilities(tmp_path / "two"), _probabilities(tmp_path / "one"), "vmap, 2 processes")
+  for sample, values in _probabilities(tmp_path / "one").items():
+    np.testing.assert_allclose(values, _probabilities(runs["workdirs"][1])[sample], atol=1e-5, err_msg=sample)
