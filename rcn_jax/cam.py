@@ -178,10 +178,8 @@ def load_run_composite(run: TrainedRun) -> tuple[Composite, list[np.ndarray | No
     # The file holds what the run was given; the engine kept the config's datasets of it.
     keep = np.isin(composite.datasets, list(run.config["data"]["datasets"]))
     return composite.select(run.config["data"]["datasets"]), [f for f, k in zip(frames, keep) if k]
-  from rcn_jax.data import load_composite  # pylint: disable=g-import-not-at-top
-  data = run.config["data"]
-  composite = load_composite(data["name"], data_dir=data["data_dir"], resolution=int(data["resolution"]),
-                             datasets=data["datasets"], flow_backend=data["flow_backend"])
+  from rcn_jax.data import load_configured  # pylint: disable=g-import-not-at-top
+  composite = load_configured(run.config["data"])
   return composite, [None] * len(composite)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rcn_jax import protocol
+from rcn_jax import flowmaps, protocol
 
 DATA_DIR_ENV = "RCN_JAX_DATA_DIR"
 NAMES = ("synthetic", "megc2019")
@@ -100,7 +101,6 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
     have, a duplicate or a label that disagrees with the list is an error naming the sample.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from rcn_jax import flowmaps  # pylint: disable=g-import-not-at-top
 
   directory = str(directory)
   listed = protocol.read_official_list(datasets)
@@ -160,8 +160,8 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
     unknown = sorted(set(datasets) - set(protocol.DATASETS))
     if unknown or not datasets:
       raise ValueError(f"data.datasets={list(datasets)}: expected a non-empty subset of {list(protocol.DATASETS)}")
-  if resolution < 1:
-    raise ValueError(f"data.resolution={resolution} must be positive")
+  if not flowmaps.MIN_RESOLUTION <= resolution <= flowmaps.MAX_RESOLUTION:
+    raise ValueError(f"data.resolution={resolution}: expected {flowmaps.MIN_RESOLUTION}..{flowmaps.MAX_RESOLUTION}")
   data_dir = data_dir or default_data_dir()
   if name == "synthetic":
     from data_prep import synthetic  # pylint: disable=g-import-not-at-top
@@ -169,6 +169,12 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
   else:
     directory = megc2019_directory(data_dir, flow_backend)
   return read_flow_dataset(directory, resolution=resolution, datasets=datasets)
+
+
+def load_configured(data: Mapping[str, Any]) -> Composite:
+  """The composite a run config's `data` section names (a ConfigDict or the dict in `config.json`)."""
+  return load_composite(data["name"], data_dir=data["data_dir"], resolution=int(data["resolution"]),
+                        datasets=data["datasets"], flow_backend=data["flow_backend"])
 
 
 def _text(value) -> str:

@@ -126,6 +126,11 @@ def summarize(composite: Composite, predictions: Predictions, class_names: Seque
   return result
 
 
+def config_dict(config) -> dict[str, Any]:
+  """A config (ConfigDict) as plain JSON values, tuples as lists: what `config.json` and results store."""
+  return json.loads(json.dumps(config.to_dict(), default=list))
+
+
 def write_json(path: str, payload: Mapping[str, Any]) -> None:
   """Writes JSON through a temporary file and a rename: a killed run never leaves half a file."""
   temporary = f"{path}.tmp"
@@ -214,7 +219,8 @@ def summary_table(results: Mapping[str, Any]) -> str:
   scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
   seeds = len(results["seeds"])
   header = f"{'scope':<10} {'samples':>7}  {'UAR':>15} {'UF1':>15}  subject-bootstrap intervals"
-  lines = [f"pooled LOSO scores, mean +- std over {seeds} seed(s)", header, "-" * len(header)]
+  protocol_name = results.get("training", {}).get("protocol", "loso").upper()
+  lines = [f"pooled {protocol_name} scores, mean +- std over {seeds} seed(s)", header, "-" * len(header)]
   for scope, entry in scopes.items():
     intervals = ""
     if "uar_interval" in entry:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import protocol, search_bilevel, search_export, search_splits
+from rcn_jax import protocol, reporting, search_bilevel, search_export, search_splits
 from rcn_jax.models import supernet
 
 SEARCH_JSON = "search.json"
@@ -114,7 +113,8 @@ def run_task(program: search_bilevel.BilevelProgram, task: search_splits.SearchT
   init, weight_step, arch_step, weights_of = program.compiled
   init_key, dropout_root = jax.random.split(key)
   state = init(init_key, jnp.asarray(inputs[:1]), alphas)
-  rng = np.random.default_rng([task.seed, task.stable_id])
+  # A third entry: `make_tasks` drew the validation subjects from `[seed, stable_id]`.
+  rng = np.random.default_rng([task.seed, task.stable_id, 1])
   val_queue: list[tuple[np.ndarray, np.ndarray]] = []
   used = {role: np.zeros(len(labels), bool) for role in ("train", "val")}
   history = [weights_of(state["alphas"])]
@@ -239,9 +239,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
   program = make_program(config, space)
   settings = LoopSettings(search.epochs, search.warmup_epochs, config.train.batch_size)
   if composite is None:
-    composite = data_lib.load_composite(config.data.name, data_dir=config.data.data_dir,
-                                        resolution=config.data.resolution, datasets=config.data.datasets,
-                                        flow_backend=config.data.flow_backend)
+    composite = data_lib.load_configured(config.data)
   else:
     composite = composite.select(config.data.datasets)
   tasks = search_splits.make_tasks(composite.subjects, composite.datasets, mode=search.mode,
@@ -264,8 +262,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
   search_s = time.perf_counter() - started - data_s
   summary = _export(config, workdir, space, composite, results)
   summary["timings"] = {"data_s": data_s, "search_s": search_s, "total_s": time.perf_counter() - started}
-  with open(os.path.join(workdir, SEARCH_JSON), "w") as stream:
-    json.dump(summary, stream, indent=2)
+  reporting.write_json(os.path.join(workdir, SEARCH_JSON), summary)
   print(_summary_text(summary), file=sys.stderr)
   return summary
 
@@ -310,7 +307,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
                  for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
       "folds_agree_on_top1": len({t["top1"] for t in tasks}) == 1,
       "tasks": tasks, "data_source": composite.source,
-      "config": json.loads(json.dumps(config.to_dict(), default=list))}
+      "config": reporting.config_dict(config)}
 
 
 def _summary_text(summary: Mapping[str, Any]) -> str:

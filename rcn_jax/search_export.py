@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rcn_jax import reporting
 from rcn_jax.models import supernet
 
 WEIGHTS_JSON = "architecture_weights.json"
@@ -86,8 +86,7 @@ def weight_table(space: supernet.SearchSpace, per_task: Mapping[str, Mapping[str
 
 def write_weight_table(workdir: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
   """`architecture_weights.json` (rows and meta) and `architecture_weights.csv` (the rows, without per-task)."""
-  with open(os.path.join(workdir, WEIGHTS_JSON), "w") as stream:
-    json.dump({**meta, "weights": list(rows)}, stream, indent=2)
+  reporting.write_json(os.path.join(workdir, WEIGHTS_JSON), {**meta, "weights": list(rows)})
   with open(os.path.join(workdir, WEIGHTS_CSV), "w", newline="") as stream:
     writer = csv.writer(stream)
     writer.writerow(["decision", "candidate", "hops", "weight", "std", "rank"])

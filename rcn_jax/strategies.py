@@ -224,7 +224,8 @@ class BlockExecutor(Executor):
   def predict(self, state: State) -> np.ndarray:
     _, predict = _block_programs(self.program, self.mesh, self.models_per_call)
     one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), state)
-    out = jax.eval_shape(self.program.predict, one_model, self.inputs, self.test_indices[0])
+    one_table = jax.ShapeDtypeStruct(self.test_indices.shape[1:], self.test_indices.dtype)
+    out = jax.eval_shape(self.program.predict, one_model, self.inputs, one_table)
     probabilities = multihost.global_array(np.zeros((self.num_slots,) + out.shape, np.float32), self._per_model)
     for chunk in self._chunks:
       probabilities = predict(probabilities, state, chunk, self.inputs, self.test_indices)

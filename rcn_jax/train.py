@@ -26,13 +26,14 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 from rcn_jax import checkpoint, folds, models, multihost, protocol, reporting, steps, strategies
-from rcn_jax.data import Composite, load_composite
+from rcn_jax.data import Composite, load_configured
 
 RESULTS = "results.json"
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
-# Config sections that do not change what is trained: a finished run may be re-reported with others.
-REPORT_ONLY = ("report",)
+# Config sections that do not change what is trained: a started run may go on, or a finished one be
+# re-reported, with other values of them.
+REPORT_ONLY = ("report", "checkpoint")
 
 
 def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> steps.ModelProgram:
@@ -80,14 +81,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
   if config.parallel.strategy not in strategies.STRATEGIES:
     raise ValueError(f"parallel.strategy={config.parallel.strategy!r}: expected one of {strategies.STRATEGIES}")
-  if config.parallel.models_per_call < 0:
-    raise ValueError(f"parallel.models_per_call={config.parallel.models_per_call} must be >= 0")
+  for key in ("models_per_call", "steps_per_call"):
+    if config.parallel[key] < 0:
+      raise ValueError(f"parallel.{key}={config.parallel[key]} must be >= 0")
+  if not 0 < config.report.confidence < 1:
+    raise ValueError(f"report.confidence={config.report.confidence} must be in (0, 1)")
+  if config.report.bootstrap_resamples < 0:
+    raise ValueError(f"report.bootstrap_resamples={config.report.bootstrap_resamples} must be >= 0")
   if config.checkpoint.every_epochs < 1:
     raise ValueError(f"checkpoint.every_epochs={config.checkpoint.every_epochs} must be >= 1")
-
-
-def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return json.loads(json.dumps(config.to_dict(), default=list))
 
 
 def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
@@ -160,7 +162,8 @@ def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
       strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
       labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
       loss_threshold=config.train.loss_threshold or float("-inf"))
-  execution = {"strategy": strategy, "devices": [str(d) for d in devices], "models_per_call": per_call,
+  execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
+               "models_per_call": per_call,
                "models": layout.num_models, "slots": layout.num_slots}
   return _Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
 
@@ -180,20 +183,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   started = time.perf_counter()
   check_config(config)
   os.makedirs(workdir, exist_ok=True)
-  config_dict = _config_dict(config)
+  config_dict = reporting.config_dict(config)
   finished = _finished_results(workdir, config_dict)
   if finished is not None:
     if multihost.is_main():
       print(reporting.summary_table(finished))
     return finished
+  _claim_workdir(workdir, config_dict)  # before the data: a workdir of another run is refused at once
   if composite is None:
-    composite = load_composite(config.data.name, data_dir=config.data.data_dir,
-                               resolution=config.data.resolution, datasets=config.data.datasets,
-                               flow_backend=config.data.flow_backend)
+    composite = load_configured(config.data)
   else:
     composite = composite.select(config.data.datasets)
   timings = {"data_s": time.perf_counter() - started}
-  _claim_workdir(workdir, config_dict)
   plan = _plan(config, composite)
 
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)

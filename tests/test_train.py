@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -13,7 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import rcn  # noqa: E402  (configs/ lives beside the package, not inside it)
 
 from rcn_jax import train  # noqa: E402
-from rcn_jax.data import Composite  # noqa: E402
+from rcn_jax.data import Composite, load_composite  # noqa: E402
 
 
 def tiny_composite(seed: int = 0) -> Composite:
@@ -105,6 +106,14 @@ def test_same_config_and_seed_give_the_same_numbers_and_finished_runs_are_not_re
   other = tiny_config("shard_map", learning_rate=0.01)
   with pytest.raises(ValueError, match=r"another config \(sections \['train'\]"):
     train.train_and_evaluate(other, workdir, composite=tiny_composite())
+  # Checkpoint settings do not change what is trained: the run goes on from its checkpoint.
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  kept = tiny_config("shard_map")
+  kept.checkpoint.max_to_keep = 3
+  resumed = train.train_and_evaluate(kept, str(copy), composite=tiny_composite())
+  assert resumed["execution"]["resumed_from_epoch"] == kept.train.num_epochs
+  np.testing.assert_array_equal(read_probabilities(copy), read_probabilities(workdir))
 
 
 def _loss_column(workdir, model):
@@ -156,3 +165,16 @@ def test_bad_settings_name_their_key(tmp_path):
   config.model.preset = "rcn_z"
   with pytest.raises(ValueError, match="model.preset='rcn_z'"):
     train.train_and_evaluate(config, str(tmp_path / "b"), composite=tiny_composite())
+  for section, key, value, message in (("report", "confidence", 95.0, "report.confidence=95.0"),
+                                       ("report", "bootstrap_resamples", -1, "report.bootstrap_resamples=-1"),
+                                       ("parallel", "steps_per_call", -2, "parallel.steps_per_call=-2")):
+    config = tiny_config("shard_map")
+    config[section][key] = value
+    with pytest.raises(ValueError, match=message):
+      train.train_and_evaluate(config, str(tmp_path / key), composite=tiny_composite())
+  with pytest.raises(ValueError, match=r"data.resolution=10: expected 20..300"):
+    load_composite("synthetic", resolution=10)
+
+
+def test_results_name_the_devices_the_strategy_used(strategy_runs):
+  assert len(strategy_runs["loop"][1]["execution"]["devices"]) == 1  # loop runs on the first device only
