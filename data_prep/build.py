@@ -68,14 +68,17 @@ def per_dataset(value: str, choices: Sequence[str], option: str) -> dict[str, st
 
 
 def parse_size(value: str) -> tuple[int, int] | None:
+  """`ROWSxCOLS` (each at least the flow's `MIN_SIDE`) or `none` (keep the frames' size)."""
+  from data_prep.flow import MIN_SIDE  # pylint: disable=g-import-not-at-top
+
   if value.lower() == "none":
     return None
   try:
     rows, cols = (int(part) for part in value.lower().split("x"))
   except ValueError as error:
     raise InputError(f"--size: {value!r} is not ROWSxCOLS (e.g. 220x200) or none") from error
-  if rows < 8 or cols < 8:
-    raise InputError(f"--size: {value!r} is too small")
+  if rows < MIN_SIDE or cols < MIN_SIDE:
+    raise InputError(f"--size: {value!r}: frames need at least {MIN_SIDE} px per side for the flow")
   return rows, cols
 
 
@@ -115,15 +118,16 @@ def read_inputs(args: argparse.Namespace, datasets: Sequence[str]) -> dict:
   return inputs
 
 
-def settings_by_dataset(args: argparse.Namespace,
-                        datasets: Sequence[str]) -> dict[str, SampleSettings]:
+def settings_by_dataset(args: argparse.Namespace, datasets: Sequence[str],
+                        flow_variant: str = "") -> dict[str, SampleSettings]:
   apex = per_dataset(args.apex, apex_lib.METHODS, "--apex")
   crop = per_dataset(args.crop, ("auto",) + CROP_MODES, "--crop")
   fallback = None if args.apex_fallback == "none" else args.apex_fallback
   return {dataset: SampleSettings(
       backend=args.backend, apex=apex.get(dataset, apex.get("*", "annotated")),
       apex_fallback=fallback, crop=crop.get(dataset, crop.get("*", "auto")),
-      margin=args.crop_margin, size=parse_size(args.size), index_quirk=args.strcn_index_quirk)
+      margin=args.crop_margin, size=parse_size(args.size), index_quirk=args.strcn_index_quirk,
+      flow_variant=flow_variant)
       for dataset in datasets}
 
 
@@ -158,7 +162,7 @@ def run_jobs(function: Callable, jobs: Sequence[tuple[CompositeSample, SampleSet
   # spawn: forking a process that runs OpenCV or JAX threads can deadlock.
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                              initializer=_single_threaded) as pool:
+                                              initializer=single_threaded) as pool:
     futures = {pool.submit(function, sample, settings, flow_fn, path): sample
                for sample, settings, path in jobs}
     for future in concurrent.futures.as_completed(futures):
@@ -169,7 +173,7 @@ def run_jobs(function: Callable, jobs: Sequence[tuple[CompositeSample, SampleSet
 
 def compute_all(jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]], flow_fn: FlowFn,
                 workers: int, progress: bool, batch_flow_fn: BatchFlowFn | None = None,
-                batch_size: int = 64) -> dict[tuple[str, str, str], SampleOutcome]:
+                batch_size: int = DEFAULT_BATCH_SIZE) -> dict[tuple[str, str, str], SampleOutcome]:
   """Computes the uncached samples.
 
   Without `batch_flow_fn`, each worker computes whole samples. With it (the JAX backends), the
@@ -204,7 +208,7 @@ def compute_all(jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]], fl
   return outcomes
 
 
-def _single_threaded() -> None:
+def single_threaded() -> None:
   """One OpenCV thread per worker: the workers already use every core."""
   import cv2
 
@@ -358,12 +362,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None) -> int:
+def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None, flow_variant: str = "") -> int:
   """Runs the CLI; returns the exit status (0 success, 1 failed samples or mismatches).
 
   Args:
     argv: the arguments (default: sys.argv).
     flow_fn: a flow function instead of `--backend`'s (the backend name is still recorded).
+    flow_variant: what `flow_fn` does besides the backend; part of every sample's cache key.
   """
   started = time.perf_counter()
   args = parse_args(argv)
@@ -375,7 +380,7 @@ def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None) -> 
                        f"{list(DATASETS)}")
     listed = read_official_list(datasets)
     inputs = read_inputs(args, datasets)
-    settings = settings_by_dataset(args, datasets)
+    settings = settings_by_dataset(args, datasets, flow_variant)
     composite, match = join_composite(listed, inputs)
     if args.dry_run:
       return _dry_run(match, composite, settings, args.allow_missing)

@@ -321,7 +321,7 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
         maps = list(pool.map(flow, jobs, chunksize=4))
     else:
       maps = [flow(job) for job in jobs]
-    with tempfile.TemporaryDirectory(dir=data_dir if data_dir.is_dir() else None) as staged:
+    with tempfile.TemporaryDirectory(dir=data_dir) as staged:
       entries = []
       for index, ((plan, _, _), flow_map) in enumerate(zip(pairs, maps)):
         name = f"{index:05d}.npz"
@@ -362,19 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 1
   build_args = build.parse_args(build_argv)
-  if "--out" not in " ".join(build_argv):
+  if Path(build_args.out).resolve() == Path(build.default_data_dir()).resolve():
     print("error: give the build an --out folder of its own: a magnified dataset must not "
           "replace the plain one", file=sys.stderr)
     return 1
-  if build_args.cache_dir is None:
-    # The build's cache is keyed by its settings, not by the flow function: keep them apart.
-    build_argv = [*build_argv, "--cache-dir",
-                  str(Path(build_args.out) / "megc2019_cache" / f"{build_args.backend}_magnified")]
   Path(build_args.out).mkdir(parents=True, exist_ok=True)
   (Path(build_args.out) / MAGNIFICATION_FILE).write_text(json.dumps(
       {"synthetic": False, "backend": build_args.backend,
        "magnification": magnification.to_json()}, indent=1))
-  return build.main(build_argv, flow_fn=MagnifiedFlowMap(magnification, build_args.backend))
+  return build.main(build_argv, flow_fn=MagnifiedFlowMap(magnification, build_args.backend),
+                    flow_variant=json.dumps({"magnification": magnification.to_json()}, sort_keys=True))
 
 
 if __name__ == "__main__":

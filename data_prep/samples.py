@@ -43,6 +43,8 @@ class SampleSettings:
     margin: crop margin, as a fraction of the detected face's size on each side.
     size: frame size (rows, cols) before flow; None keeps the (cropped) size.
     index_quirk: reproduce the STRCN apex script's index quirk.
+    flow_variant: what a custom flow function does besides the backend (e.g. the magnification),
+      so that maps it made are cached apart from the plain ones.
   """
   backend: str
   apex: str = "annotated"
@@ -51,6 +53,7 @@ class SampleSettings:
   margin: float = face.DEFAULT_MARGIN
   size: tuple[int, int] | None = face.DEFAULT_SIZE
   index_quirk: bool = False
+  flow_variant: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

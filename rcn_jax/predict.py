@@ -204,15 +204,8 @@ def parse_size(text: str, data_name: str) -> tuple[int, int] | None:
       from data_prep import face  # pylint: disable=g-import-not-at-top
       return tuple(face.DEFAULT_SIZE)
     return None
-  if text == "none":
-    return None
-  try:
-    rows, cols = (int(part) for part in text.lower().split("x"))
-  except ValueError as error:
-    raise ValueError(f"--size={text!r}: expected {SIZE_CHOICES}") from error
-  if rows < 16 or cols < 16:
-    raise ValueError(f"--size={text!r}: frames need at least 16 px per side")
-  return rows, cols
+  from data_prep.build import parse_size as parse_frame_size  # pylint: disable=g-import-not-at-top
+  return parse_frame_size(text)
 
 
 def read_frame(path: str | os.PathLike, *, data_name: str = "synthetic",

@@ -158,6 +158,8 @@ def test_cli_input_errors(composite_tree, capsys, tmp_path):
   assert "--frame-table: expected DATASET=CSV or DATASET=none, got 'smic'" in capsys.readouterr().err
   assert build.main(["--dry-run", "--datasets=smic", smic, "--size=220"]) == 1
   assert "--size: '220' is not ROWSxCOLS" in capsys.readouterr().err
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=12x200"]) == 1
+  assert "at least 16 px per side" in capsys.readouterr().err
   assert build.main(["--dry-run", "--datasets=smic", smic, "--crop=vis=haar"]) == 1
   assert "--crop: unknown dataset 'vis'" in capsys.readouterr().err
   two_sheets = tmp_path / "CASME2"

@@ -1,11 +1,12 @@
 """Linear Eulerian magnification: identity at alpha 0, (1 + alpha) x motion, temporal band, batching, builds."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
-from data_prep import InputError, magnify
+from data_prep import InputError, magnify, samples
 
 WIDTH, HEIGHT, WAVELENGTH = 128, 32, 32.0
 COLUMNS = np.arange(WIDTH)
@@ -156,17 +157,24 @@ def test_magnified_synthetic_build_holds_the_magnified_maps(tmp_path):
                                       backend="dis", listed=listed)
 
 
-def test_cli_runs_the_build_with_a_magnified_flow_and_its_own_cache(tmp_path, monkeypatch, capsys):
+def test_cli_runs_the_build_with_a_magnified_flow_cached_apart(tmp_path, monkeypatch, capsys):
   from data_prep import build
   calls = []
-  monkeypatch.setattr(build, "main", lambda argv, flow_fn=None: calls.append((argv, flow_fn)) or 0)
+  monkeypatch.setattr(build, "main", lambda argv, flow_fn=None, flow_variant="": calls.append(
+      (argv, flow_fn, flow_variant)) or 0)
   out = tmp_path / "mm"
   assert magnify.main(["--alpha=12", "--", "--smic=/data/smic", f"--out={out}", "--backend=dis"]) == 0
-  argv, flow_fn = calls[0]
-  assert argv[:3] == ["--smic=/data/smic", f"--out={out}", "--backend=dis"]
-  assert argv[3:] == ["--cache-dir", str(out / "megc2019_cache" / "dis_magnified")]
+  argv, flow_fn, flow_variant = calls[0]
+  assert argv == ["--smic=/data/smic", f"--out={out}", "--backend=dis"]
   assert flow_fn == magnify.MagnifiedFlowMap(magnify.MagnificationConfig(alpha=12.0), "dis")
+  assert json.loads(flow_variant)["magnification"]["alpha"] == 12.0
   assert json.loads((out / magnify.MAGNIFICATION_FILE).read_text())["magnification"]["alpha"] == 12.0
+  # Maps made with another alpha (or none) have other cache files, whatever the cache folder.
+  sample = types.SimpleNamespace(dataset="smic", subject="s01", sample="s01_po_01", clip_dir="/data/smic/s01",
+                                 annotation=types.SimpleNamespace(onset=1, apex=5, offset=9))
+  paths = {variant: samples.cache_path(tmp_path, sample, samples.SampleSettings(backend="dis", flow_variant=variant))
+           for variant in ("", flow_variant, json.dumps({"magnification": {"alpha": 20.0}}))}
+  assert len(set(paths.values())) == 3
   assert magnify.main(["--alpha=-2", "--", f"--out={out}"]) == 1
   assert "alpha=-2" in capsys.readouterr().err
   assert magnify.main(["--alpha=2", "--", "--smic=/data/smic"]) == 1

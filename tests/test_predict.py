@@ -138,7 +138,7 @@ def test_errors_name_what_is_wrong(run_dir, tmp_path, capsys):
   assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'gone.png'}"]) == 1
   assert "gone.png: frame image not found" in capsys.readouterr().err
   assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}", "--size=big"]) == 1
-  assert "--size='big'" in capsys.readouterr().err
+  assert "--size: 'big' is not ROWSxCOLS" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     predict.main([f"--workdir={run_dir}", f"--onset={onset_path}"])
 
@@ -152,3 +152,5 @@ def test_model_names_come_from_the_loss_table_header(tmp_path):
   assert predict.parse_size("auto", "megc2019") == (220, 200)
   assert predict.parse_size("auto", "synthetic") is None
   assert predict.parse_size("64x48", "synthetic") == (64, 48)
+  with pytest.raises(ValueError, match="at least 16 px per side"):
+    predict.parse_size("12x48", "synthetic")

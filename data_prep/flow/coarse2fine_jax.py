@@ -23,7 +23,6 @@ exact size ratio between levels, and the increment is solved by block red-black 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 

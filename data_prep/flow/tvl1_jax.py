@@ -11,7 +11,6 @@ batches it over pairs with `vmap` (pairs that have converged idle while the othe
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax

@@ -68,10 +68,6 @@ class Activation:
   intensity: float
   side: str = ""
 
-  @property
-  def code(self) -> str:
-    return f"{self.side}{self.unit[2:]}"
-
 
 @dataclasses.dataclass(frozen=True)
 class MotionField:

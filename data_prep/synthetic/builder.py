@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_prep import InputError, locks
-from data_prep.build import default_data_dir
+from data_prep.build import default_data_dir, single_threaded
 from data_prep.flow import BACKENDS, JAX_BACKENDS
 from data_prep.flow_dataset import FlowMapBuilder, make_example
 from data_prep.synthetic import generate
@@ -31,12 +31,6 @@ NAME = "megc2019_synthetic"
 # as its version and generator fingerprint match.
 GENERATOR_VERSION = "1.0.0"
 
-
-def _single_threaded() -> None:
-  """One OpenCV thread per worker: the workers already use every core."""
-  import cv2
-
-  cv2.setNumThreads(1)
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -79,7 +73,7 @@ def _ordered_map(function, items: Sequence[Any], workers: int, progress: bool,
       return
     # spawn: forking a process that already runs OpenCV or JAX threads can deadlock.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_single_threaded) as pool:
+    with context.Pool(workers, initializer=single_threaded) as pool:
       for result in pool.imap(function, items, chunksize=2):
         yield result
         bar.update()
@@ -122,13 +116,11 @@ def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *
   for index, (_, onset, _) in enumerate(pairs):
     by_shape.setdefault(onset.shape, []).append(index)
   for indices in by_shape.values():
-    for start in range(0, len(indices), batch_size):
-      chunk = indices[start:start + batch_size]
-      onsets = np.stack([pairs[i][1] for i in chunk])
-      apexes = np.stack([pairs[i][2] for i in chunk])
-      solved = compute_flow_maps(onsets, apexes, backend=backend)
-      for index, flow_map in zip(chunk, solved):
-        maps[index] = flow_map
+    # One call per shape: it pads the last chunk, so each shape compiles once.
+    solved = compute_flow_maps(np.stack([pairs[i][1] for i in indices]), np.stack([pairs[i][2] for i in indices]),
+                               backend=backend, batch_size=batch_size)
+    for index, flow_map in zip(indices, solved):
+      maps[index] = flow_map
   for (plan, _, _), flow_map in zip(pairs, maps):
     yield _example(plan, flow_map)
 

@@ -112,11 +112,6 @@ class SamplePlan:
   onset_frame: int
   apex_frame: int
 
-  @property
-  def action_unit_codes(self) -> str:
-    """FACS-style summary, e.g. `4+R12`."""
-    return "+".join(activation.code for activation in self.activations)
-
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSample:
