@@ -16,7 +16,8 @@ import numpy as np
 MISSING = "–"
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
@@ -50,8 +51,8 @@ def line_plot(path: str, panels: Sequence[LinePanel], *, suptitle: str = "") -> 
 
 def line_figure(panels: Sequence[LinePanel], *, suptitle: str = ""):
   """The figure of `line_plot`."""
-  pyplot = _pyplot()
-  figure, axes = pyplot.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), dpi=100,
+  plt = pyplot()
+  figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), dpi=100,
                                  squeeze=False)
   for axis, panel in zip(axes[0], panels):
     for name, values in panel.series.items():
@@ -75,7 +76,7 @@ def line_figure(panels: Sequence[LinePanel], *, suptitle: str = ""):
 def save(figure, path: str) -> str:
   """Writes a figure to a PNG and releases it."""
   figure.savefig(path)
-  _pyplot().close(figure)
+  pyplot().close(figure)
   return path
 
 
@@ -106,8 +107,8 @@ def bar_plot(path: str, panels: Sequence[BarPanel], *, suptitle: str = "") -> st
 
 def bar_figure(panels: Sequence[BarPanel], *, suptitle: str = ""):
   """The figure of `bar_plot`."""
-  pyplot = _pyplot()
-  figure, axes = pyplot.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.0), dpi=100,
+  plt = pyplot()
+  figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.0), dpi=100,
                                  squeeze=False)
   for axis, panel in zip(axes[0], panels):
     names = list(panel.series)
@@ -158,9 +159,9 @@ def grid_figure(rows: Sequence[Sequence[ImagePanel | None]], *, column_titles: S
                 row_titles: Sequence[str] = (), suptitle: str = "",
                 heat_label: str = "activation (min-max per map)"):
   """The figure of `image_grid`."""
-  pyplot = _pyplot()
+  plt = pyplot()
   num_rows, num_cols = len(rows), max(len(r) for r in rows)
-  figure, axes = pyplot.subplots(num_rows, num_cols, figsize=(2.6 * num_cols + 0.8, 2.7 * num_rows),
+  figure, axes = plt.subplots(num_rows, num_cols, figsize=(2.6 * num_cols + 0.8, 2.7 * num_rows),
                                  dpi=100, squeeze=False)
   heat_image = None
   for row_index, row in enumerate(rows):
@@ -212,10 +213,10 @@ def learning_curves(path: str, losses: np.ndarray, *, names: Sequence[str] = (),
 def learning_figure(losses: np.ndarray, *, names: Sequence[str] = (), threshold: float | None = None,
                     title: str = ""):
   """The figure of `learning_curves`."""
-  pyplot = _pyplot()
+  plt = pyplot()
   losses = np.asarray(losses, float)
   epochs = np.arange(1, losses.shape[1] + 1)
-  figure, axis = pyplot.subplots(figsize=(6.0, 4.0), dpi=100)
+  figure, axis = plt.subplots(figsize=(6.0, 4.0), dpi=100)
   few = 0 < len(names) <= 8
   for index, row in enumerate(losses):
     axis.plot(epochs, row, linewidth=0.8, alpha=0.8 if few else 0.25,

@@ -18,7 +18,6 @@ The library side (`load_run`, `TrainedRun`, `network_input`) serves `rcn_jax.cam
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import functools
 import json
@@ -30,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from rcn_jax import reporting
+
 CONFIG = "config.json"
 RESULTS = "results.json"
-TRAIN_LOSS = "train_loss.csv"
 CHECKPOINTS = "checkpoints"
 SIZE_CHOICES = "auto, none or ROWSxCOLS"
 
@@ -138,19 +138,12 @@ def read_run_json(path: Path) -> dict[str, Any]:
 
 def read_model_names(workdir: str | os.PathLike) -> list[tuple[str, int]]:
   """(fold, seed) of each model slot, from the header of the run's `train_loss.csv`."""
-  path = Path(workdir) / TRAIN_LOSS
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: missing; is {workdir} a finished run folder?")
-  with open(path, newline="") as stream:
-    header = next(csv.reader(stream), [])
   names = []
-  for column in header[1:]:
+  for column in reporting.read_train_losses(workdir)[0]:
     fold, separator, seed = column.rpartition("@")
     if not separator or not seed.lstrip("-").isdigit():
-      raise ValueError(f"{path}: column {column!r} is not FOLD@SEED")
+      raise ValueError(f"{Path(workdir) / reporting.TRAIN_LOSS}: column {column!r} is not FOLD@SEED")
     names.append((fold, int(seed)))
-  if not names:
-    raise ValueError(f"{path}: the header names no models")
   return names
 
 

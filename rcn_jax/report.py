@@ -13,7 +13,6 @@ they cannot be loaded.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import html
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import plots
+from rcn_jax import plots, reporting
 
 LEARNING_CURVES = "learning_curves.png"
 COMPOSITE = "composite"
@@ -101,24 +100,6 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 def _inline_code(text: str) -> str:
   parts = text.split("`")
   return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def read_learning_curves(workdir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-  """Model names and `[models, epochs]` losses (NaN where a model had stopped) of `train_loss.csv`."""
-  path = Path(workdir) / "train_loss.csv"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: missing; is {workdir} a finished run folder?")
-  with open(path, newline="") as stream:
-    rows = list(csv.reader(stream))
-  if not rows or len(rows[0]) < 2:
-    raise ValueError(f"{path}: no models in the header")
-  names = rows[0][1:]
-  losses = np.full((len(names), len(rows) - 1), np.nan)
-  for epoch, row in enumerate(rows[1:]):
-    if len(row) != len(names) + 1:
-      raise ValueError(f"{path}: row {epoch + 2} has {len(row)} fields, the header {len(names) + 1}")
-    losses[:, epoch] = [float(v) if v else np.nan for v in row[1:]]
-  return names, losses
 
 
 def _interval(entry: Mapping[str, Any], metric: str) -> str:
@@ -198,7 +179,7 @@ def confusion_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
 
 def learning_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
   """The learning-curve PNG (written here) and its reading."""
-  names, losses = read_learning_curves(workdir)
+  names, losses = reporting.read_train_losses(workdir)
   threshold = results["config"]["train"]["loss_threshold"]
   plots.learning_curves(os.path.join(workdir, LEARNING_CURVES), losses, names=names, threshold=threshold,
                         title=f"training loss of {len(names)} fold models")

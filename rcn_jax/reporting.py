@@ -11,15 +11,18 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rcn_jax import metrics
+from rcn_jax import metrics, plots
 from rcn_jax.data import Composite
 from rcn_jax.folds import ModelLayout
 
 COMPOSITE = "composite"
+TRAIN_LOSS = "train_loss.csv"
+METRICS = {"uar": metrics.uar, "uf1": metrics.uf1}  # the pooled scores every scope reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +60,6 @@ def gather_predictions(layout: ModelLayout, probabilities: np.ndarray, test_indi
                      probabilities=np.stack([r[3] for r in rows]).astype(np.float64))
 
 
-def _scores(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
-  return {"uar": metrics.uar(labels, preds), "uf1": metrics.uf1(labels, preds)}
-
-
 def summarize(composite: Composite, predictions: Predictions, class_names: Sequence[str], *,
               bootstrap_resamples: int, confidence: float) -> dict[str, Any]:
   """Pooled scores of every seed and scope, their mean and std, and subject-bootstrap intervals.
@@ -90,25 +89,26 @@ def summarize(composite: Composite, predictions: Predictions, class_names: Seque
   scopes.update({d: datasets == d for d in dict.fromkeys(datasets.tolist())})
   num_classes = len(class_names)
 
+  # scores[scope][metric][i]: seed i's pooled score on the scope.
+  scores = {scope: {name: [metric(labels[mask], p[mask]) for p in preds] for name, metric in METRICS.items()}
+            for scope, mask in scopes.items()}
   seed_results = []
-  for seed, seed_preds, rows in zip(seeds, preds, per_seed_rows):
+  for i, (seed, seed_preds, rows) in enumerate(zip(seeds, preds, per_seed_rows)):
     folds = predictions.folds[rows]
+    by_scope = {scope: {name: values[i] for name, values in entry.items()} for scope, entry in scores.items()}
     seed_results.append({
         "seed": seed,
-        **_scores(labels, seed_preds),
-        "per_dataset": {d: _scores(labels[m], seed_preds[m]) for d, m in scopes.items() if d != COMPOSITE},
+        **by_scope[COMPOSITE],
+        "per_dataset": {d: by_scope[d] for d in scopes if d != COMPOSITE},
         "per_fold_accuracy": {f: metrics.accuracy(labels[folds == f], seed_preds[folds == f])
                               for f in dict.fromkeys(folds.tolist())},
     })
   result: dict[str, Any] = {}
   for scope, mask in scopes.items():
     entry: dict[str, Any] = {"num_samples": int(mask.sum())}
-    for name in ("uar", "uf1"):
-      values = [metrics.uar(labels[mask], p[mask]) if name == "uar" else metrics.uf1(labels[mask], p[mask])
-                for p in preds]
-      entry[name], entry[f"{name}_std"] = metrics.mean_std(values)
+    for name, metric in METRICS.items():
+      entry[name], entry[f"{name}_std"] = metrics.mean_std(scores[scope][name])
       if bootstrap_resamples:
-        metric = metrics.uar if name == "uar" else metrics.uf1
         entry[f"{name}_interval"] = list(metrics.bootstrap_interval(
             labels[mask], preds[:, mask], groups[mask], metric, num_resamples=bootstrap_resamples,
             confidence=confidence))
@@ -129,6 +129,35 @@ def summarize(composite: Composite, predictions: Predictions, class_names: Seque
 def config_dict(config) -> dict[str, Any]:
   """A config (ConfigDict) as plain JSON values, tuples as lists: what `config.json` and results store."""
   return json.loads(json.dumps(config.to_dict(), default=list))
+
+
+def write_train_losses(workdir: str, names: Sequence[str], history: np.ndarray) -> None:
+  """`train_loss.csv`: an `epoch` column, then one column per model (`FOLD@SEED`) of its epoch-mean
+  training loss; empty once the model stopped. `history` is `[models, max_epochs]`, NaN if not run."""
+  with open(os.path.join(workdir, TRAIN_LOSS), "w") as stream:
+    stream.write("epoch," + ",".join(names) + "\n")
+    for epoch, row in enumerate(np.asarray(history).T):
+      if np.isnan(row).all():
+        break
+      stream.write(f"{epoch + 1}," + ",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) + "\n")
+
+
+def read_train_losses(workdir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+  """Model names and `[models, epochs]` losses (NaN where a model had stopped) of `train_loss.csv`."""
+  path = Path(workdir) / TRAIN_LOSS
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: missing; is {workdir} a finished run folder?")
+  with open(path, newline="") as stream:
+    rows = list(csv.reader(stream))
+  if not rows or len(rows[0]) < 2:
+    raise ValueError(f"{path}: no models in the header")
+  names = rows[0][1:]
+  losses = np.full((len(names), len(rows) - 1), np.nan)
+  for epoch, row in enumerate(rows[1:]):
+    if len(row) != len(names) + 1:
+      raise ValueError(f"{path}: row {epoch + 2} has {len(row)} fields, the header {len(names) + 1}")
+    losses[:, epoch] = [float(v) if v else np.nan for v in row[1:]]
+  return names, losses
 
 
 def write_json(path: str, payload: Mapping[str, Any]) -> None:
@@ -185,16 +214,12 @@ def write_megc_logs(workdir: str, composite: Composite, predictions: Predictions
 
 def write_confusion_pngs(workdir: str, results: Mapping[str, Any]) -> list[str]:
   """A labelled confusion-matrix PNG per scope (composite and each dataset), counts over seeds."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
   class_names = results["class_names"]
   scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
   paths = []
   for scope, entry in scopes.items():
     counts = np.asarray(entry["confusion"])
-    figure, axes = plt.subplots(figsize=(4.2, 3.8), dpi=100)
+    figure, axes = plots.pyplot().subplots(figsize=(4.2, 3.8), dpi=100)
     axes.imshow(counts, cmap="Blues")
     for (row, col), value in np.ndenumerate(counts):
       color = "white" if value > counts.max() / 2 else "black"
@@ -207,10 +232,7 @@ def write_confusion_pngs(workdir: str, results: Mapping[str, Any]) -> list[str]:
     axes.set_title(f"{scope}: UAR {entry['uar']:.3f}, UF1 {entry['uf1']:.3f}"
                    + (f"\n(counts over {seeds} seeds)" if seeds > 1 else ""), fontsize=9)
     figure.tight_layout()
-    path = os.path.join(workdir, f"confusion_{scope}.png")
-    figure.savefig(path)
-    plt.close(figure)
-    paths.append(path)
+    paths.append(plots.save(figure, os.path.join(workdir, f"confusion_{scope}.png")))
   return paths
 
 

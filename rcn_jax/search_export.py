@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import reporting
+from rcn_jax import plots, reporting
 from rcn_jax.models import supernet
 
 WEIGHTS_JSON = "architecture_weights.json"
@@ -96,21 +96,32 @@ def write_weight_table(workdir: str, rows: Sequence[Mapping[str, Any]], meta: Ma
 
 
 def _grid(count: int):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  """A figure with one panel per decision, four to a row; returns (figure, panels)."""
   columns = min(4, count)
   rows = math.ceil(count / columns)
-  figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+  figure, axes = plots.pyplot().subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
   for extra in axes.flat[count:]:
     extra.set_visible(False)
-  return plt, figure, axes.flat
+  return figure, axes.flat
+
+
+def _label(axis, x_label: str, decision: str) -> None:
+  axis.set_xlabel(x_label)
+  axis.set_ylabel("mixing weight")
+  axis.set_title(decision)
+  axis.legend(fontsize="small")
+
+
+def _save(figure, path: str, title: str) -> None:
+  figure.suptitle(title)
+  figure.tight_layout()
+  plots.save(figure, path)
 
 
 def plot_weights(path: str, space: supernet.SearchSpace, rows: Sequence[Mapping[str, Any]], num_tasks: int) -> None:
   """Bar chart per decision of the final mixing weights (mean and std over tasks)."""
   decisions = space.decisions()
-  plt, figure, axes = _grid(len(decisions))
+  figure, axes = _grid(len(decisions))
   for axis, (name, candidates) in zip(axes, decisions.items()):
     entries = [r for r in rows if r["decision"] == name]
     positions = np.arange(len(candidates))
@@ -118,14 +129,8 @@ def plot_weights(path: str, space: supernet.SearchSpace, rows: Sequence[Mapping[
              color="tab:blue", label=f"mean over {num_tasks} task(s)")
     axis.axhline(1.0 / len(candidates), color="tab:gray", linestyle="--", label="uniform")
     axis.set_xticks(positions, candidates, rotation=30, ha="right")
-    axis.set_xlabel("candidate")
-    axis.set_ylabel("mixing weight")
-    axis.set_title(name)
-    axis.legend(fontsize="small")
-  figure.suptitle("Architecture weights per decision")
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+    _label(axis, "candidate", name)
+  _save(figure, path, "Architecture weights per decision")
 
 
 def plot_history(path: str, space: supernet.SearchSpace, history: Mapping[str, np.ndarray]) -> None:
@@ -137,20 +142,14 @@ def plot_history(path: str, space: supernet.SearchSpace, history: Mapping[str, n
     history: `{decision: [epochs + 1, candidates]}`, the initial weights first.
   """
   decisions = space.decisions()
-  plt, figure, axes = _grid(len(decisions))
+  figure, axes = _grid(len(decisions))
   for axis, (name, candidates) in zip(axes, decisions.items()):
     curve = np.asarray(history[name])
     epochs = np.arange(curve.shape[0])
     for index, candidate in enumerate(candidates):
       axis.plot(epochs, curve[:, index], marker=".", label=candidate)
-    axis.set_xlabel("epoch (0: initial)")
-    axis.set_ylabel("mixing weight")
-    axis.set_title(name)
-    axis.legend(fontsize="small")
-  figure.suptitle("Architecture weights during the search")
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+    _label(axis, "epoch (0: initial)", name)
+  _save(figure, path, "Architecture weights during the search")
 
 
 _CONFIG_TEMPLATE = '''"""Top-{rank} architecture of the search in {workdir}: {description}.

@@ -291,12 +291,7 @@ def _write_outputs(workdir, composite, layout, predictions, results, history):
   reporting.write_megc_logs(workdir, composite, predictions)
   reporting.write_confusion_pngs(workdir, results)
   names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
-  with open(os.path.join(workdir, "train_loss.csv"), "w") as stream:
-    stream.write("epoch," + ",".join(names) + "\n")
-    for epoch, row in enumerate(history.T):
-      if np.isnan(row).all():
-        break
-      stream.write(f"{epoch + 1}," + ",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) + "\n")
+  reporting.write_train_losses(workdir, names, history)
   with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
     writer.add_scalar("test/uar", results["uar"], 0)
     writer.add_scalar("test/uf1", results["uf1"], 0)
