@@ -302,7 +302,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
       "mode": search.mode, "order": search.order, "mixing": search.mixing,
       "space": {"stems": list(space.stems), "layers": list(space.layers), "steps": space.steps,
                 "decisions": {k: list(v) for k, v in decisions.items()}},
-      "ranked": [{"rank": i + 1, "score": score, "architecture": arch.encode(), "description": arch.describe(space),
+      "ranked": [{"rank": i + 1, "score": score, "architecture": arch.encode(), "description": arch.describe(),
                   "paper_preset": arch.paper_name(), "config": path}
                  for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
       "folds_agree_on_top1": len({t["top1"] for t in tasks}) == 1,

@@ -198,6 +198,11 @@ def test_wide_stems_reject_indivisible_feature_counts(preset, features):
     models.create_model(preset, features=features, pool_size=5)
 
 
+def test_no_feature_maps_is_an_error_naming_the_key():
+  with pytest.raises(ValueError, match="model.features=0 must be >= 1"):
+    models.create_model("rcn", features=0, pool_size=5).init(KEYS, np.zeros((1, 20, 20, 3)), train=False)
+
+
 def test_unknown_preset_is_named():
   with pytest.raises(ValueError, match="rcn_z"):
     models.create_model("rcn_z", features=16, pool_size=5)

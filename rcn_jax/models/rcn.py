@@ -114,8 +114,10 @@ def validate_architecture(stem: str, layer: str, attention_mode: str, features: 
   if stem == "wide_pooled" and features % 2:
     raise ValueError(f"model.features={features}: the wide_pooled stem splits the channels in "
                      "two halves, so features must be even")
-  if features < 1 or num_layers < 0:
-    raise ValueError(f"model.features={features}, num_layers={num_layers}: must be positive")
+  if features < 1:
+    raise ValueError(f"model.features={features} must be >= 1")
+  if num_layers < 0:
+    raise ValueError(f"num_layers={num_layers}: a preset's count of recurrent layers must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -203,9 +203,9 @@ class Architecture:
         gates.append((node, source))
     return cls(fields["stem"], fields["layer"], int(fields["steps"]), tuple(gates))
 
-  def describe(self, space: SearchSpace | None = None) -> str:
+  def describe(self) -> str:
     """Readable form, e.g. `wide stem, shortcut layer x3, attention state_0 <- stem (1 hop)`."""
-    hops_of = (space or self.space()).hops
+    hops_of = self.space().hops
     gates = ", ".join(f"{node} <- {source} ({hops_of(node, source)} hop"
                       f"{'s' if hops_of(node, source) > 1 else ''})" for node, source in self.gates)
     return (f"{self.stem} stem, {self.layer} layer x{self.steps}, "
