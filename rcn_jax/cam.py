@@ -34,7 +34,7 @@ import numpy as np
 
 from rcn_jax import plots
 from rcn_jax.data import Composite
-from rcn_jax.predict import FramePair, TrainedRun, load_run, network_input
+from rcn_jax.predict import FramePair, Prediction, TrainedRun, load_run
 
 COMPOSITE_FILE = "composite.npz"
 GRID_FILE = "cams.png"
@@ -162,24 +162,25 @@ def save_composite(path: str | os.PathLike, composite: Composite,
   np.savez_compressed(path, **arrays)
 
 
-def load_run_composite(run: TrainedRun) -> tuple[Composite, list[np.ndarray | None]]:
-  """The run's samples and, where they can be had, their apex frames.
+def load_run_composite(workdir: str | os.PathLike, config: Mapping[str, Any]
+                       ) -> tuple[Composite, list[np.ndarray | None]]:
+  """The samples of the run in `workdir` with config `config` and, where they can be had, their apex frames.
 
   A run folder with `composite.npz` (in-memory data saved by `rcn_jax.studies`) is read from it;
   otherwise the config's data is loaded. Apex frames come from the npz, or are regenerated for
   the synthetic composite; for MEGC2019 pass them to `write_run_cams` (`--apex_dir`).
   """
-  stored = Path(run.workdir) / COMPOSITE_FILE
+  stored = Path(workdir) / COMPOSITE_FILE
   if stored.is_file():
     with np.load(stored) as arrays:
       composite = Composite(arrays["flows"], arrays["labels"], arrays["subjects"], arrays["datasets"],
                             arrays["samples"], source=str(stored))
       frames = list(arrays["apex_frames"]) if "apex_frames" in arrays else [None] * len(composite)
     # The file holds what the run was given; the engine kept the config's datasets of it.
-    keep = np.isin(composite.datasets, list(run.config["data"]["datasets"]))
-    return composite.select(run.config["data"]["datasets"]), [f for f, k in zip(frames, keep) if k]
+    keep = np.isin(composite.datasets, list(config["data"]["datasets"]))
+    return composite.select(config["data"]["datasets"]), [f for f, k in zip(frames, keep) if k]
   from rcn_jax.data import load_configured  # pylint: disable=g-import-not-at-top
-  composite = load_configured(run.config["data"])
+  composite = load_configured(config["data"])
   return composite, [None] * len(composite)
 
 
@@ -239,7 +240,7 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
   """
   run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
   if composite is None:
-    composite, stored_frames = load_run_composite(run)
+    composite, stored_frames = load_run_composite(run.workdir, run.config)
     apex_frames = apex_frames if apex_frames is not None else stored_frames
   if apex_frames is None:
     apex_frames = [None] * len(composite)
@@ -271,12 +272,11 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
                           f"(each sample by the fold model that held its subject out)")
 
 
-def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, indices: Sequence[int]) -> str:
-  """The CAM of a new onset/apex pair: the mean over the chosen fold models' maps and probabilities."""
-  inputs = network_input(pair.onset, pair.apex, backend=run.flow_backend, resolution=run.resolution,
-                         magnification=run.magnification)[None]
+def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, prediction: Prediction) -> str:
+  """The CAM of a scored onset/apex pair: the mean over the scoring models' maps and probabilities."""
+  inputs = prediction.inputs
   maps, probabilities = [], []
-  for index in indices:
+  for index in (model.slot for model in prediction.models):
     activations = class_activation_maps(run.module, run.model_variables(index), inputs)
     probabilities.append(activations.probabilities[0])
     maps.append(activations.maps[0])
@@ -286,8 +286,8 @@ def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, indices: Sequen
   cam = np.mean([heat_map(m[..., predicted], (run.resolution, run.resolution)) for m in maps], axis=0)
   title = sample_title(pair.apex_name, None, run.class_names[predicted], float(mean_probabilities[predicted]))
   rows = [sample_panels(inputs[0], cam, title, pair.apex)]
-  return plots.image_grid(path, rows, column_titles=COLUMNS,
-                          suptitle=f"class activation map of the predicted class, mean over {len(indices)} model(s)")
+  suptitle = f"class activation map of the predicted class, mean over {len(prediction.models)} model(s)"
+  return plots.image_grid(path, rows, column_titles=COLUMNS, suptitle=suptitle)
 
 
 def comparison_grid(path: str, cells: Sequence[Sequence[tuple[TrainedRun, Composite, int] | None]], *,
@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     run = load_run(args.workdir)
-    composite, frames = load_run_composite(run)
+    composite, frames = load_run_composite(run.workdir, run.config)
     if args.apex_dir:
       frames = read_apex_dir(args.apex_dir, composite)
     path = write_run_cams(run, args.out, composite=composite, apex_frames=frames, per_class=args.per_class)

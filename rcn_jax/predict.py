@@ -304,10 +304,12 @@ class Prediction:
     probabilities: `[M, C]` per model.
     models: the models that scored it.
     class_names: `[C]`.
+    inputs: `[1, r, r, 3]`, the network input the models scored (for CAMs of the same pair).
   """
   probabilities: np.ndarray
   models: tuple[FoldModel, ...]
   class_names: tuple[str, ...]
+  inputs: np.ndarray
 
   @property
   def mean(self) -> np.ndarray:
@@ -349,7 +351,7 @@ def predict_pair(run: TrainedRun, onset: np.ndarray, apex: np.ndarray, *, held_o
                          magnification=run.magnification)[None]
   indices = run.select(held_out, seeds)
   probabilities = run.probabilities(inputs, indices)[:, 0]
-  return Prediction(probabilities, tuple(run.models[i] for i in indices), run.class_names)
+  return Prediction(probabilities, tuple(run.models[i] for i in indices), run.class_names, inputs)
 
 
 def format_prediction(run: TrainedRun, pair: FramePair, prediction: Prediction, *,
@@ -420,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds)
     if args.cam:
       from rcn_jax import cam  # pylint: disable=g-import-not-at-top
-      cam.write_pair_cams(args.cam, run, pair, run.select(args.held_out, seeds))
+      cam.write_pair_cams(args.cam, run, pair, prediction)
   except (FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1

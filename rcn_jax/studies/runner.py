@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -122,7 +123,8 @@ class Runner:
       composite = self.data.composite(spec)
       if composite is None:
         from rcn_jax.cam import load_run_composite  # pylint: disable=g-import-not-at-top
-        from rcn_jax.predict import load_run  # pylint: disable=g-import-not-at-top
-        composite = load_run_composite(load_run(self.run_dir(spec)))[0]
+        from rcn_jax.predict import CONFIG, read_run_json  # pylint: disable=g-import-not-at-top
+        run_dir = self.run_dir(spec)
+        composite = load_run_composite(run_dir, read_run_json(Path(run_dir) / CONFIG))[0]
       self._composites[key] = composite.select(spec.datasets)
     return self._composites[key]
