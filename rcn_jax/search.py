@@ -85,11 +85,15 @@ def epoch_batches(indices: np.ndarray, batch_size: int,
 
 
 def _checked_batch(inputs, labels, indices, valid, forbidden, task_name):
-  """The arrays of a batch, after asserting that none of its samples is a test sample."""
+  """The arrays of a batch, gathered on the device, after asserting that none of its samples is a test sample.
+
+  `inputs` and `labels` are already on the device: only the indices travel per step.
+  """
   leaked = np.intersect1d(indices[valid], forbidden)
   if leaked.size:
     raise AssertionError(f"task {task_name}: a search batch holds test samples {leaked[:5].tolist()}")
-  return jnp.asarray(inputs[indices]), jnp.asarray(labels[indices], jnp.int32), jnp.asarray(valid)
+  at = jnp.asarray(indices)
+  return inputs[at], labels[at], jnp.asarray(valid)
 
 
 def run_task(program: search_bilevel.BilevelProgram, task: search_splits.SearchTask, inputs: np.ndarray,
@@ -112,11 +116,12 @@ def run_task(program: search_bilevel.BilevelProgram, task: search_splits.SearchT
   """
   init, weight_step, arch_step, weights_of = program.compiled
   init_key, dropout_root = jax.random.split(key)
-  state = init(init_key, jnp.asarray(inputs[:1]), alphas)
+  inputs, labels = jnp.asarray(inputs), jnp.asarray(labels, jnp.int32)  # no copy when already on the device
+  state = init(init_key, inputs[:1], alphas)
   # A third entry: `make_tasks` drew the validation subjects from `[seed, stable_id]`.
   rng = np.random.default_rng([task.seed, task.stable_id, 1])
   val_queue: list[tuple[np.ndarray, np.ndarray]] = []
-  used = {role: np.zeros(len(labels), bool) for role in ("train", "val")}
+  used = {role: np.zeros(labels.shape[0], bool) for role in ("train", "val")}
   history = [weights_of(state["alphas"])]
   train_loss, val_loss = [], []
   step = 0
@@ -253,10 +258,11 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
         f"{len(space.decisions())} decisions, {len(composite)} samples from {composite.source}", file=sys.stderr)
   bar = tqdm.tqdm(total=settings.epochs * sum(steps_per_epoch), desc="search", unit="step", file=sys.stderr)
   results = []
+  inputs, labels = jnp.asarray(composite.flows), jnp.asarray(composite.labels, jnp.int32)  # on the device once
   try:
     for task in tasks:
       key = jax.random.fold_in(jax.random.PRNGKey(task.seed), task.stable_id)
-      results.append(run_task(program, task, composite.flows, composite.labels, settings, key, alphas, bar))
+      results.append(run_task(program, task, inputs, labels, settings, key, alphas, bar))
   finally:
     bar.close()
   search_s = time.perf_counter() - started - data_s
