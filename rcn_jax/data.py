@@ -115,7 +115,10 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
       raise ValueError(f"{where}: unknown dataset {dataset!r}")
     if datasets is not None and dataset not in datasets:
       continue
-    key = (dataset, protocol.subject_key(dataset, subject), sample)
+    try:
+      key = (dataset, protocol.subject_key(dataset, subject), sample)
+    except ValueError as error:
+      raise ValueError(f"{where}: {error}") from error
     if key not in position:
       raise ValueError(f"{where}: not in the organisers' list {protocol.LIST_NAME}")
     slot = position[key]

@@ -29,6 +29,8 @@ def subject_key(dataset: str, subject: str) -> str:
   """The subject name used for folds: SAMM subjects are zero-padded to 3 digits (the list writes `6`)."""
   subject = subject.strip()
   if dataset == "samm":
+    if not subject.isdigit():
+      raise ValueError(f"samm subject {subject!r}: expected a number")
     return f"{int(subject):03d}"
   return subject
 
@@ -52,5 +54,10 @@ def read_official_list(datasets: Sequence[str] | None = None) -> list[ListedSamp
       raise ValueError(f"{LIST_NAME} row {row_number}: expected 4 fields, got {row!r}")
     dataset, subject, sample, label = (field.strip() for field in row)
     if datasets is None or dataset in datasets:
-      samples.append(ListedSample(dataset, subject_key(dataset, subject), sample, int(label)))
+      if not label.isdigit():
+        raise ValueError(f"{LIST_NAME} row {row_number}: label {label!r} is not a class index")
+      try:
+        samples.append(ListedSample(dataset, subject_key(dataset, subject), sample, int(label)))
+      except ValueError as error:
+        raise ValueError(f"{LIST_NAME} row {row_number}: {error}") from error
   return samples

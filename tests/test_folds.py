@@ -95,3 +95,10 @@ def test_epoch_minibatches_hold_only_training_samples_each_once(official):
     assert not np.isin(indices, fold.test_indices).any()  # also the masked padding positions
     assert sorted(indices[valid].tolist()) == fold.train_indices.tolist()
     assert valid.sum() == len(fold.train_indices)
+
+
+def test_subject_keys_pad_samm_numbers_and_name_a_bad_one():
+  assert protocol.subject_key("samm", " 6 ") == "006"
+  assert protocol.subject_key("smic", "s01") == "s01"
+  with pytest.raises(ValueError, match="samm subject 'x6': expected a number"):
+    protocol.subject_key("samm", "x6")
