@@ -209,7 +209,9 @@ def compute_all(jobs: Sequence[tuple[CompositeSample, SampleSettings, Path]], fl
 
 
 def single_threaded() -> None:
-  """One OpenCV thread per worker: the workers already use every core."""
+  """One OpenCV thread per worker, and JAX (a magnified flow) on the CPU: the workers already use
+  every core, and each of them claiming an accelerator's memory would exhaust it."""
+  os.environ["JAX_PLATFORMS"] = "cpu"
   import cv2
 
   cv2.setNumThreads(1)

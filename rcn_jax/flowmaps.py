@@ -72,10 +72,3 @@ def to_network_input(flow_map: np.ndarray, resolution: int, *,
   network_input = normalise_min_max(resize_area(flow_map, resolution))
   return from_png(to_png(network_input)) if png_round_trip else network_input
 
-
-def to_network_inputs(flow_maps, resolution: int, *, png_round_trip: bool = False) -> np.ndarray:
-  """`to_network_input` over a sequence of maps (of any sizes): `[N, resolution, resolution, 3]`."""
-  if len(flow_maps) == 0:
-    return np.zeros((0, resolution, resolution, 3), np.float32)
-  return np.stack([to_network_input(m, resolution, png_round_trip=png_round_trip)
-                   for m in flow_maps])

@@ -75,14 +75,6 @@ def test_png_round_trip_is_stable():
     flowmaps.from_png(network_input)
 
 
-def test_batch_of_maps_of_different_sizes():
-  maps = [_random_map((96, 80, 3)), _random_map((220, 200, 3), seed=1)]
-  batch = flowmaps.to_network_inputs(maps, 60)
-  assert batch.shape == (2, 60, 60, 3)
-  np.testing.assert_array_equal(batch[1], flowmaps.to_network_input(maps[1], 60))
-  assert flowmaps.to_network_inputs([], 60).shape == (0, 60, 60, 3)
-
-
 def test_rejects_bad_maps_and_resolutions():
   for resolution in (19, 301):
     with pytest.raises(ValueError, match=f"resolution {resolution} outside"):
