@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep import InputError
-from data_prep.annotations.labels import emotion_class
-from data_prep.annotations.records import (Annotation, check_unique, is_blank, parse_int,
+from data_prep.annotations.records import (Annotation, checked_sheet, clip_annotation, is_blank, parse_int,
                                            parse_text, sheet_records)
 
 SHEET = "Sheet1"
@@ -47,17 +46,8 @@ def read_casme2_sheet(path: str | Path) -> list[Annotation]:
       apex = None
     else:
       apex = parse_int(apex_cell, where, "ApexFrame")
-    onset = parse_int(values["OnsetFrame"], where, "OnsetFrame")
-    offset = parse_int(values["OffsetFrame"], where, "OffsetFrame")
-    if offset < onset:
-      raise InputError(f"{where}: OffsetFrame {offset} is before OnsetFrame {onset}")
-    emotion = parse_text(values["Estimated Emotion"], where, "Estimated Emotion")
-    emotion_class("casme2", emotion, where)
-    annotations.append(Annotation(
-        dataset="casme2", subject=casme2_subject(values["Subject"], where),
-        sample=parse_text(values["Filename"], where, "Filename"), emotion=emotion,
-        onset=onset, apex=apex, offset=offset, source=where))
-  if not annotations:
-    raise InputError(f"{path}: no clips below the header")
-  check_unique(annotations)
-  return annotations
+    annotations.append(clip_annotation(
+        "casme2", where, values, subject=casme2_subject(values["Subject"], where),
+        sample=parse_text(values["Filename"], where, "Filename"), apex=apex, onset_column="OnsetFrame",
+        offset_column="OffsetFrame", emotion_column="Estimated Emotion"))
+  return checked_sheet(annotations, path)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep import InputError
+from data_prep.annotations.labels import emotion_class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,15 +126,45 @@ def data_rows(rows: Sequence[Sequence[Any]], header_index: int,
     yield index + 1, row
 
 
-def sheet_records(path: Path, sheet: str, columns: Sequence[str],
-                  header_search_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def sheet_records(path: Path, sheet: str, columns: Sequence[str], header_search_rows: int, *,
+                  optional: Sequence[str] = (), fallback_first: bool = True
+                  ) -> Iterator[tuple[str, dict[str, Any]]]:
   """Yields (`<file> row <n>`, named cells) for every clip row of a coding sheet keyed by
-  Subject and Filename, after finding its header among the first `header_search_rows` rows."""
-  found_sheet, rows = read_sheet_rows(path, sheet, fallback_first=True)
+  Subject and Filename, after finding its header among the first `header_search_rows` rows.
+
+  Columns in `optional` are read when the header has them and are absent from the cells otherwise;
+  `fallback_first` takes the first sheet when `sheet` is missing (see `read_sheet_rows`).
+  """
+  found_sheet, rows = read_sheet_rows(path, sheet, fallback_first=fallback_first)
   header, indices = find_header(rows, columns, f"{path}, sheet {found_sheet}", header_search_rows)
+  for name in optional:
+    present = [i for i, cell in enumerate(rows[header]) if normalise_header(cell) == normalise_header(name)]
+    if present:
+      indices[name] = present[0]
   key_columns = [indices[name] for name in ("Subject", "Filename")]
   for row_number, row in data_rows(rows, header, key_columns):
     yield f"{path} row {row_number}", row_values(row, indices)
+
+
+def clip_annotation(dataset: str, where: str, values: dict[str, Any], *, subject: str, sample: str,
+                    apex: int | None, onset_column: str, offset_column: str, emotion_column: str) -> Annotation:
+  """The Annotation of one sheet row: onset before offset and a known emotion, else an error at `where`."""
+  onset = parse_int(values[onset_column], where, onset_column)
+  offset = parse_int(values[offset_column], where, offset_column)
+  if offset < onset:
+    raise InputError(f"{where}: {offset_column} {offset} is before {onset_column} {onset}")
+  emotion = parse_text(values[emotion_column], where, emotion_column)
+  emotion_class(dataset, emotion, where)
+  return Annotation(dataset=dataset, subject=subject, sample=sample, emotion=emotion, onset=onset, apex=apex,
+                    offset=offset, source=where)
+
+
+def checked_sheet(annotations: list[Annotation], path: Path) -> list[Annotation]:
+  """The annotations of a whole sheet, which must hold some and no clip twice."""
+  if not annotations:
+    raise InputError(f"{path}: no clips below the header")
+  check_unique(annotations)
+  return annotations
 
 
 def read_sheet_rows(path: Path, sheet: str | None, fallback_first: bool) -> tuple[str, list[tuple]]:

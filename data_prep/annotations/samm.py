@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep import InputError
-from data_prep.annotations.labels import emotion_class
-from data_prep.annotations.records import (Annotation, check_unique, parse_int, parse_text,
+from data_prep.annotations.records import (Annotation, checked_sheet, clip_annotation, parse_int, parse_text,
                                            sheet_records)
 
 SHEET = "MICRO_ONLY"
@@ -45,16 +44,8 @@ def read_samm_sheet(path: str | Path) -> list[Annotation]:
     sample = parse_text(values["Filename"], where, "Filename")
     if not sample.startswith(subject + "_"):
       raise InputError(f"{where}: Filename {sample!r} does not belong to Subject {subject}")
-    onset = parse_int(values["Onset Frame"], where, "Onset Frame")
-    apex = parse_int(values["Apex Frame"], where, "Apex Frame")
-    offset = parse_int(values["Offset Frame"], where, "Offset Frame")
-    if offset < onset:
-      raise InputError(f"{where}: Offset Frame {offset} is before Onset Frame {onset}")
-    emotion = parse_text(values["Estimated Emotion"], where, "Estimated Emotion")
-    emotion_class("samm", emotion, where)
-    annotations.append(Annotation(dataset="samm", subject=subject, sample=sample, emotion=emotion,
-                                  onset=onset, apex=apex, offset=offset, source=where))
-  if not annotations:
-    raise InputError(f"{path}: no clips below the header")
-  check_unique(annotations)
-  return annotations
+    annotations.append(clip_annotation(
+        "samm", where, values, subject=subject, sample=sample,
+        apex=parse_int(values["Apex Frame"], where, "Apex Frame"), onset_column="Onset Frame",
+        offset_column="Offset Frame", emotion_column="Estimated Emotion"))
+  return checked_sheet(annotations, path)

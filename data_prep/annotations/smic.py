@@ -15,10 +15,8 @@ import re
 from pathlib import Path
 
 from data_prep import InputError
-from data_prep.annotations.labels import emotion_class
-from data_prep.annotations.records import (Annotation, check_unique, data_rows, find_header,
-                                           normalise_header, parse_int, parse_text,
-                                           read_sheet_rows, row_values)
+from data_prep.annotations.records import (Annotation, checked_sheet, clip_annotation, parse_int, parse_text,
+                                           sheet_records)
 
 CLIP_NAME = re.compile(r"^s(\d+)_(ne|po|sur)_(\d+)$", re.IGNORECASE)
 ABBREVIATIONS = {"ne": "negative", "po": "positive", "sur": "surprise"}
@@ -85,32 +83,15 @@ def read_smic_e_sheet(path: str | Path) -> list[Annotation]:
     One Annotation per clip with onset and offset (apex only from `ApexF`), keyed like the list.
   """
   path = Path(path)
-  sheet, rows = read_sheet_rows(path, SHEET, fallback_first=False)
-  header, columns = find_header(rows, COLUMNS, f"{path}, sheet {sheet}", HEADER_SEARCH_ROWS)
-  apex_positions = [index for index, cell in enumerate(rows[header])
-                    if normalise_header(cell) == normalise_header(APEX_COLUMN)]
-  if apex_positions:
-    columns[APEX_COLUMN] = apex_positions[0]
-  key_columns = [columns[name] for name in ("Subject", "Filename")]
   annotations = []
-  for row_number, row in data_rows(rows, header, key_columns):
-    where = f"{path} row {row_number}"
-    values = row_values(row, columns)
+  for where, values in sheet_records(path, SHEET, COLUMNS, HEADER_SEARCH_ROWS, optional=(APEX_COLUMN,),
+                                     fallback_first=False):
     subject, sample, _ = smic_key(parse_text(values["Filename"], where, "Filename"), where)
     number = parse_text(values["Subject"], where, "Subject").lower().lstrip("s")
     if not number.isdigit() or f"s{int(number):02d}" != subject:
       raise InputError(f"{where}: Subject {values['Subject']!r} does not match Filename "
                        f"{values['Filename']!r}")
-    onset = parse_int(values["OnsetF"], where, "OnsetF")
-    offset = parse_int(values["OffsetF"], where, "OffsetF")
-    if offset < onset:
-      raise InputError(f"{where}: OffsetF {offset} is before OnsetF {onset}")
-    apex = parse_int(values[APEX_COLUMN], where, APEX_COLUMN) if apex_positions else None
-    emotion = parse_text(values["Emotion"], where, "Emotion")
-    emotion_class("smic", emotion, where)
-    annotations.append(Annotation(dataset="smic", subject=subject, sample=sample, emotion=emotion,
-                                  onset=onset, apex=apex, offset=offset, source=where))
-  if not annotations:
-    raise InputError(f"{path}: no clips below the header of sheet {sheet}")
-  check_unique(annotations)
-  return annotations
+    apex = parse_int(values[APEX_COLUMN], where, APEX_COLUMN) if APEX_COLUMN in values else None
+    annotations.append(clip_annotation("smic", where, values, subject=subject, sample=sample, apex=apex,
+                                       onset_column="OnsetF", offset_column="OffsetF", emotion_column="Emotion"))
+  return checked_sheet(annotations, path)
