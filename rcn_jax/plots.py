@@ -24,53 +24,62 @@ def pyplot():
   return pyplot
 
 
-@dataclasses.dataclass(frozen=True)
-class LinePanel:
-  """One panel of a line plot: a y value per x for each named series.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Panel:
+  """One panel of a line or grouped-bar plot: for each x, one value per named series.
 
   Attributes:
     title: the panel title.
     x_label: the x axis label.
     y_label: the y axis label.
-    x_values: `[X]` positions (numbers) of the points.
-    series: name -> `[X]` y values (None where a run is missing).
+    x: `[X]` positions (numbers) of a line plot's points, or a bar plot's group names.
+    series: name -> `[X]` values (None where a run is missing).
     errors: name -> `[X]` half-heights of error bars (e.g. std over seeds), optional.
   """
   title: str
   x_label: str
   y_label: str
-  x_values: Sequence[float]
+  x: Sequence[float] | Sequence[str]
   series: Mapping[str, Sequence[float | None]]
   errors: Mapping[str, Sequence[float | None]] | None = None
 
+  def values(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A series' values (NaN where missing) and its error bars (None without)."""
+    values = np.asarray([np.nan if v is None else v for v in self.series[name]], float)
+    if not self.errors or name not in self.errors:
+      return values, None
+    return values, np.asarray([0.0 if e is None else e for e in self.errors[name]], float)
 
-def line_plot(path: str, panels: Sequence[LinePanel], *, suptitle: str = "") -> str:
-  """Writes side-by-side line panels (one line per series, markers at the points) to a PNG."""
-  return save(line_figure(panels, suptitle=suptitle), path)
 
-
-def line_figure(panels: Sequence[LinePanel], *, suptitle: str = ""):
-  """The figure of `line_plot`."""
-  plt = pyplot()
-  figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), dpi=100,
-                                 squeeze=False)
+def _panels_figure(panels: Sequence[Panel], width: float, draw, suptitle: str):
+  """Side-by-side panels, each drawn by `draw(axis, panel)` and labelled alike."""
+  figure, axes = pyplot().subplots(1, len(panels), figsize=(width * len(panels), 4.0), dpi=100, squeeze=False)
   for axis, panel in zip(axes[0], panels):
-    for name, values in panel.series.items():
-      y = np.asarray([np.nan if v is None else v for v in values], float)
-      error = None
-      if panel.errors and name in panel.errors:
-        error = np.asarray([0.0 if e is None else e for e in panel.errors[name]], float)
-      axis.errorbar(panel.x_values, y, yerr=error, marker="o", capsize=3, label=name)
-    axis.set_xticks(list(panel.x_values))
+    draw(axis, panel)
     axis.set_title(panel.title, fontsize=10)
     axis.set_xlabel(panel.x_label)
     axis.set_ylabel(panel.y_label)
-    axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
   if suptitle:
     figure.suptitle(suptitle, fontsize=11)
   figure.tight_layout()
   return figure
+
+
+def line_plot(path: str, panels: Sequence[Panel], *, suptitle: str = "") -> str:
+  """Writes side-by-side line panels (one line per series, markers at the points) to a PNG."""
+  return save(line_figure(panels, suptitle=suptitle), path)
+
+
+def line_figure(panels: Sequence[Panel], *, suptitle: str = ""):
+  """The figure of `line_plot`."""
+  def draw(axis, panel):
+    for name in panel.series:
+      values, error = panel.values(name)
+      axis.errorbar(panel.x, values, yerr=error, marker="o", capsize=3, label=name)
+    axis.set_xticks(list(panel.x))
+    axis.grid(alpha=0.3)
+  return _panels_figure(panels, 5.2, draw, suptitle)
 
 
 def save(figure, path: str) -> str:
@@ -80,57 +89,23 @@ def save(figure, path: str) -> str:
   return path
 
 
-@dataclasses.dataclass(frozen=True)
-class BarPanel:
-  """One panel of grouped bars: for each group on the x axis, one bar per named series.
-
-  Attributes:
-    title: the panel title.
-    y_label: the y axis label.
-    x_label: the x axis label (what the groups are).
-    groups: `[G]` group names.
-    series: name -> `[G]` heights (None where a run is missing).
-    errors: name -> `[G]` half-heights of error bars, optional.
-  """
-  title: str
-  y_label: str
-  x_label: str
-  groups: Sequence[str]
-  series: Mapping[str, Sequence[float | None]]
-  errors: Mapping[str, Sequence[float | None]] | None = None
-
-
-def bar_plot(path: str, panels: Sequence[BarPanel], *, suptitle: str = "") -> str:
-  """Writes side-by-side grouped bar panels to a PNG."""
+def bar_plot(path: str, panels: Sequence[Panel], *, suptitle: str = "") -> str:
+  """Writes side-by-side grouped bar panels (one bar per series in each x group) to a PNG."""
   return save(bar_figure(panels, suptitle=suptitle), path)
 
 
-def bar_figure(panels: Sequence[BarPanel], *, suptitle: str = ""):
+def bar_figure(panels: Sequence[Panel], *, suptitle: str = ""):
   """The figure of `bar_plot`."""
-  plt = pyplot()
-  figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.0), dpi=100,
-                                 squeeze=False)
-  for axis, panel in zip(axes[0], panels):
+  def draw(axis, panel):
     names = list(panel.series)
     width = 0.8 / max(len(names), 1)
-    positions = np.arange(len(panel.groups))
+    positions = np.arange(len(panel.x))
     for index, name in enumerate(names):
-      heights = np.asarray([np.nan if v is None else v for v in panel.series[name]], float)
-      error = None
-      if panel.errors and name in panel.errors:
-        error = np.asarray([0.0 if e is None else e for e in panel.errors[name]], float)
-      axis.bar(positions + (index - (len(names) - 1) / 2) * width, heights, width, yerr=error,
-               capsize=2, label=name)
-    axis.set_xticks(positions, list(panel.groups))
-    axis.set_title(panel.title, fontsize=10)
-    axis.set_xlabel(panel.x_label)
-    axis.set_ylabel(panel.y_label)
+      values, error = panel.values(name)
+      axis.bar(positions + (index - (len(names) - 1) / 2) * width, values, width, yerr=error, capsize=2, label=name)
+    axis.set_xticks(positions, list(panel.x))
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize=8)
-  if suptitle:
-    figure.suptitle(suptitle, fontsize=11)
-  figure.tight_layout()
-  return figure
+  return _panels_figure(panels, 5.6, draw, suptitle)
 
 
 @dataclasses.dataclass(frozen=True)

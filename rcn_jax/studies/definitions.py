@@ -39,9 +39,10 @@ def _resolution_study(runner: Runner, study: str, title: str, models: Sequence[s
   means, stds = score_grid(results, models, scale.resolutions, spec_of)
   names = [paper_name(m) for m in models]
   path = os.path.join(runner.workdir, f"{study}.png")
-  plots.line_plot(path, [plots.LinePanel(
-      f"{figure}: UAR by flow-map resolution (fm {fm}, pool {pool} × {pool})", "flow-map resolution (px per side)",
-      "UAR (pooled LOSO)", list(scale.resolutions), dict(zip(names, means)), dict(zip(names, stds)))])
+  plots.line_plot(path, [plots.Panel(
+      title=f"{figure}: UAR by flow-map resolution (fm {fm}, pool {pool} × {pool})",
+      x_label="flow-map resolution (px per side)", y_label="UAR (pooled LOSO)", x=list(scale.resolutions),
+      series=dict(zip(names, means)), errors=dict(zip(names, stds)))])
   outputs.figures.append(path)
   outputs.sections += [f"## {figure}: UAR, feature maps {fm}, pooling size {pool} × {pool}",
                        grid_table(names, [px(r) for r in scale.resolutions], means, stds)]
@@ -114,9 +115,9 @@ def pool_study(runner: Runner) -> Outputs:
     if not runner.writes:
       continue
     means, stds = score_grid(results, models, scale.pool_sizes, spec_of)
-    panels.append(plots.LinePanel(f"flow map {px(resolution)}, fm {fm}", "adaptive-pool size P (P × P)",
-                                  "UAR (pooled LOSO)", list(scale.pool_sizes), dict(zip(names, means)),
-                                  dict(zip(names, stds))))
+    panels.append(plots.Panel(title=f"flow map {px(resolution)}, fm {fm}", x_label="adaptive-pool size P (P × P)",
+                              y_label="UAR (pooled LOSO)", x=list(scale.pool_sizes), series=dict(zip(names, means)),
+                              errors=dict(zip(names, stds))))
     outputs.sections += [f"## Flow-map resolution: {px(resolution)}, feature maps: {fm}",
                          grid_table(names, [f"P = {p} × {p}" for p in scale.pool_sizes], means, stds)]
     numbers[str(resolution)] = {"uar": means, "uar_std": stds}
@@ -141,9 +142,9 @@ def features_study(runner: Runner) -> Outputs:
     if not runner.writes:
       continue
     means, stds = score_grid(results, scale.sweep_models, scale.features, spec_of)
-    panels.append(plots.LinePanel(f"flow map {px(resolution)}, pool {base_pool} × {base_pool}",
-                                  "feature maps (fm)", "UAR (pooled LOSO)", list(scale.features),
-                                  dict(zip(names, means)), dict(zip(names, stds))))
+    panels.append(plots.Panel(title=f"flow map {px(resolution)}, pool {base_pool} × {base_pool}",
+                              x_label="feature maps (fm)", y_label="UAR (pooled LOSO)", x=list(scale.features),
+                              series=dict(zip(names, means)), errors=dict(zip(names, stds))))
     numbers["fig9"][str(resolution)] = {"uar": means, "uar_std": stds}
   table_names = [paper_name(m) for m in scale.table2_models]
   table_sections = []
@@ -182,9 +183,9 @@ def magnification_study(runner: Runner) -> Outputs:
     means, stds = score_grid(results, models, (False, True), spec_of)
     outputs.sections += [f"### Flow-map Resolution: {px(resolution)}",
                          grid_table(names, ["without MM", "with MM"], means, stds)]
-    panels.append(plots.BarPanel(f"flow map {px(resolution)}", "UAR (pooled LOSO)", "model", names,
-                                 {"without MM": [m[0] for m in means], "with MM": [m[1] for m in means]},
-                                 {"without MM": [s[0] for s in stds], "with MM": [s[1] for s in stds]}))
+    panels.append(plots.Panel(title=f"flow map {px(resolution)}", x_label="model", y_label="UAR (pooled LOSO)",
+                              x=names, series={"without MM": [m[0] for m in means], "with MM": [m[1] for m in means]},
+                              errors={"without MM": [s[0] for s in stds], "with MM": [s[1] for s in stds]}))
     numbers[str(resolution)] = {"uar": means, "uar_std": stds}
   if runner.writes:
     path = os.path.join(runner.workdir, "magnification.png")
@@ -215,9 +216,9 @@ def partial_study(runner: Runner) -> Outputs:
     outputs.sections += [f"### Flow-map Resolution: {px(resolution)}, Feature Maps: {fm}, "
                          f"Pooling Size: {pool} × {pool}",
                          grid_table(names, columns, means, stds)]
-    panels.append(plots.BarPanel(f"fm {fm}, pool {pool} × {pool}", "UAR (pooled LOSO)", "partial composite",
-                                 columns, {n: row for n, row in zip(names, means)},
-                                 {n: row for n, row in zip(names, stds)}))
+    panels.append(plots.Panel(title=f"fm {fm}, pool {pool} × {pool}", x_label="partial composite",
+                              y_label="UAR (pooled LOSO)", x=columns, series=dict(zip(names, means)),
+                              errors=dict(zip(names, stds))))
     numbers[f"fm{fm}_p{pool}"] = {"uar": means, "uar_std": stds}
   if runner.writes:
     path = os.path.join(runner.workdir, "partial.png")
@@ -261,10 +262,11 @@ def comparison_study(runner: Runner) -> Outputs:
   panels = []
   for metric in ("uar", "uf1"):
     pairs = {n: [score(results[s.name], metric, scope) for scope in scopes] for n, s in zip(names, specs)}
-    panels.append(plots.BarPanel(f"{metric.upper()} by scope", f"{metric.upper()} (pooled LOSO, mean over seeds)",
-                                 "evaluated samples", ["MEGC2019", "SMIC", "CASME II", "SAMM"],
-                                 {n: [m for m, _ in p] for n, p in pairs.items()},
-                                 {n: [s for _, s in p] for n, p in pairs.items()}))
+    panels.append(plots.Panel(title=f"{metric.upper()} by scope", x_label="evaluated samples",
+                              y_label=f"{metric.upper()} (pooled LOSO, mean over seeds)",
+                              x=["MEGC2019", "SMIC", "CASME II", "SAMM"],
+                              series={n: [m for m, _ in p] for n, p in pairs.items()},
+                              errors={n: [s for _, s in p] for n, p in pairs.items()}))
   path = os.path.join(runner.workdir, "comparison.png")
   plots.bar_plot(path, panels, suptitle=f"Table V: error bars are std over seeds {seeds}")
   outputs.figures.append(path)
@@ -296,9 +298,9 @@ def time_study(runner: Runner) -> Outputs:
                          plots.markdown_table(["Approaches"] + [f"fs = {r}" for r in scale.time_resolutions],
                                               [[n] + [plots.format_mean_std(v, digits=3) for v in row]
                                                for n, row in zip(names, per_epoch)])]
-    panels.append(plots.LinePanel(f"fm {fm}, pool {pool} × {pool}", "flow-map resolution fs (px per side)",
-                                  "training + test time (hours)", list(scale.time_resolutions),
-                                  dict(zip(names, hours))))
+    panels.append(plots.Panel(title=f"fm {fm}, pool {pool} × {pool}", x_label="flow-map resolution fs (px per side)",
+                              y_label="training + test time (hours)", x=list(scale.time_resolutions),
+                              series=dict(zip(names, hours))))
     numbers[f"fm{fm}_p{pool}"] = {"hours": hours, "seconds_per_fold_epoch": per_epoch}
   if runner.writes:
     path = os.path.join(runner.workdir, "time.png")
