@@ -249,14 +249,6 @@ class MagnifiedFlowMap:
     return compute_flow_map(onset, magnified, backend=self.backend)
 
 
-def _synthetic_pair(generator_config, listed):
-  from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
-  from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
-
-  sample = generate.generate_sample(generator_config, listed)
-  return sample.plan, to_grey(sample.onset, "onset"), to_grey(sample.apex, "apex")
-
-
 def _flow_of_pair(backend: str, pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
   from data_prep.flowmap import compute_flow_map  # pylint: disable=g-import-not-at-top
 
@@ -286,6 +278,7 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
   from data_prep.flow_dataset import prepare, write_manifest  # pylint: disable=g-import-not-at-top
   from data_prep.megc2019 import Megc2019  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
+  from data_prep.synthetic.builder import grey_pair  # pylint: disable=g-import-not-at-top
   from rcn_jax import protocol  # pylint: disable=g-import-not-at-top
 
   data_dir = Path(data_dir)
@@ -302,7 +295,7 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
                          "data_dir")
       return existing[-1].parent
     generator_config = generate.SyntheticConfig()
-    pairs = [_synthetic_pair(generator_config, row) for row in listed]
+    pairs = [grey_pair(generator_config, row) for row in listed]
     apexes: list[np.ndarray | None] = [None] * len(pairs)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for index, (_, onset, _) in enumerate(pairs):

@@ -33,12 +33,6 @@ GENERATOR_VERSION = "1.0.0"
 
 
 
-def _grey(frame: np.ndarray) -> np.ndarray:
-  from data_prep.flowmap import to_grey
-
-  return to_grey(frame, "frame")
-
-
 def _flow_map_example(config: generate.SyntheticConfig, backend: str,
                       listed: protocol.ListedSample) -> dict[str, Any]:
   """Generates one sample and computes its flow map (runs in a worker process)."""
@@ -49,9 +43,13 @@ def _flow_map_example(config: generate.SyntheticConfig, backend: str,
   return _example(sample.plan, flow_map)
 
 
-def _grey_pair(config: generate.SyntheticConfig, listed: protocol.ListedSample):
+def grey_pair(config: generate.SyntheticConfig,
+              listed: protocol.ListedSample) -> tuple[generate.SamplePlan, np.ndarray, np.ndarray]:
+  """A listed sample's plan and its onset and apex frames as uint8 grey `[H, W]`."""
+  from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
+
   sample = generate.generate_sample(config, listed)
-  return sample.plan, _grey(sample.onset), _grey(sample.apex)
+  return sample.plan, to_grey(sample.onset, "onset"), to_grey(sample.apex, "apex")
 
 
 def _example(plan: generate.SamplePlan, flow_map: np.ndarray) -> dict[str, Any]:
@@ -109,7 +107,7 @@ def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *
     return
   from data_prep.flowmap import compute_flow_maps
 
-  pairs = list(_ordered_map(functools.partial(_grey_pair, config), listed, workers, progress,
+  pairs = list(_ordered_map(functools.partial(grey_pair, config), listed, workers, progress,
                             f"{NAME} frames"))
   maps = [None] * len(pairs)
   by_shape: dict[tuple[int, int], list[int]] = {}
