@@ -7,16 +7,22 @@ disables), and for a run spanning processes (hosts of a TPU pod slice, GPU nodes
 The library entry point is `rcn_jax.train.train_and_evaluate`.
 """
 
+import difflib
+import importlib.util
 import os
 import sys
+import traceback
 
 # XLA reads its flags once, when JAX starts: give every CPU core its own host device so the
 # shard_map strategy can run independent folds on each, unless the user chose XLA flags.
 if "XLA_FLAGS" not in os.environ:
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
+import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
+
+from rcn_jax import errors  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. configs/rcn_f.py[:smoke].",
                                           lock_config=True)
@@ -33,18 +39,83 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0.
 flags.mark_flag_as_required("config")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags; an override of a config key that does not exist is a usage error naming it."""
+def _verbose(argv: list[str]) -> bool:
+  """Whether `--verbosity`/`-v` asks for tracebacks (flags that failed to parse are read by hand)."""
+  for arg in argv[1:]:
+    name, _, value = arg.lstrip("-").partition("=")
+    if name in ("verbosity", "v") and value.lstrip("-").isdigit():
+      return int(value) >= 1
+  return False
+
+
+def _config_keys(config) -> list[str]:
+  """Every dotted key of a ConfigDict, sections included."""
+  keys = []
+  for key, value in config.items():
+    keys.append(key)
+    if isinstance(value, ml_collections.ConfigDict):
+      keys += [f"{key}.{sub}" for sub in _config_keys(value)]
+  return keys
+
+
+def _load_config_file(argv: list[str]):
+  """The config that `--config=PATH[:ARG]` in argv names, loaded without the overrides."""
+  argument = next(a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config="))
+  path, _, arg = argument.partition(":")
+  spec = importlib.util.spec_from_file_location("launched_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return path, (module.get_config(arg) if arg else module.get_config())
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+  """The message for the first `--config.KEY=` override whose key the config lacks, if any."""
   try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as error:
-    missing = str(error).strip("\"'")
-    culprits = [a.split("=")[0].lstrip("-") for a in argv[1:]
-                if a.startswith("--config.") and missing in a.split("=")[0].split(".")]
-    named = culprits[0] if culprits else f"config.*.{missing}"
-    print(f"FATAL Flags parsing error: unknown config key '{named[len('config.'):]}' in --{named}; "
-          f"see the config file for the keys it defines", file=sys.stderr)
-    sys.exit(1)
+    path, config = _load_config_file(argv)
+  except Exception:  # pylint: disable=broad-except  (then the parse error itself is reported)
+    return None
+  known = _config_keys(config)
+  for override in (a for a in argv[1:] if a.startswith("--config.")):
+    key = override.split("=", 1)[0][len("--config."):]
+    if key not in known:
+      close = difflib.get_close_matches(key, [k for k in known if k.count(".") == key.count(".")], n=1, cutoff=0.6)
+      hint = f"; did you mean '{close[0]}'?" if close else ""
+      return f"--config.{key}: unknown config key '{key}'{hint} (the keys are defined in {path} and configs/base.py)"
+  return None
+
+
+def _user_cause(error: BaseException) -> errors.UserError | None:
+  """The UserError that a flag-parsing error wraps (a config file's own check), if any."""
+  while error is not None:
+    if isinstance(error, errors.UserError):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags and loads the config; a bad flag, config file, argument or key is one line, status 2."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # config_flags defers a config file's loading error to the first access
+    return rest
+  except Exception as error:  # pylint: disable=broad-except  (flags parsing runs the config file)
+    if not isinstance(error, (flags.Error, errors.UserError, KeyError, AttributeError, OSError)):
+      raise
+    message = _unknown_override(argv) if isinstance(error, (KeyError, AttributeError)) else None
+    cause = _user_cause(error)
+    if message is None and cause is not None:
+      # config_flags re-raises a config file's error with the traceback in its message: keep the last line.
+      message = f"--config: {str(cause).rsplit('UserError: ', 1)[-1]}"
+    elif message is None and isinstance(error, OSError):
+      path = next((a.split("=", 1)[1].partition(":")[0] for a in argv[1:] if a.startswith("--config=")), "")
+      reason = "no such file" if not os.path.isfile(path) else str(error.__cause__ or error).strip().splitlines()[-1]
+      message = f"--config={path}: cannot load the config file: {reason}"
+    elif message is None:
+      message = f"{error} (python launch.py --helpfull lists the flags)"
+    if _verbose(argv):
+      traceback.print_exception(error, file=sys.stderr)
+    sys.exit(errors.report(message))
 
 
 def default_workdir(config_argument: str) -> str:
@@ -55,19 +126,28 @@ def default_workdir(config_argument: str) -> str:
   return os.path.join("runs", f"{stem}_{suffix}" if suffix else stem)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+def main(argv: list[str]) -> int:
+  verbose = flags.FLAGS.verbosity >= 1
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+  return errors.run_main(lambda: run(argv), verbose=verbose)
+
+
+def run(argv: list[str]) -> None:
+  """Checks the config, then trains (or searches); a user error raises `errors.UserError`."""
+  if len(argv) > 1:
+    raise errors.UserError(f"unexpected arguments {argv[1:]}; config values go as --config.KEY=VALUE")
   import jax  # pylint: disable=g-import-not-at-top
   from rcn_jax import multihost, train  # pylint: disable=g-import-not-at-top
 
   if _DISTRIBUTED.value or any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
-    try:
-      multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    except ValueError as error:
-      raise app.UsageError(str(error)) from error
+    multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  config = _CONFIG.value
+  is_search = "search" in config  # configs/search.py: an architecture search, not a LOSO run
+  if is_search and jax.process_count() > 1:
+    raise errors.UserError("the architecture search runs in one process; drop the distributed flags")
+  if not is_search:
+    train.check_config(config)  # before anything slow: the data, the compilation
 
   if _XLA_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _XLA_CACHE.value)
@@ -75,13 +155,11 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   print(f"workdir {workdir}; JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)"
         f" (process {jax.process_index()} of {jax.process_count()})", file=sys.stderr)
-  if "search" in _CONFIG.value:  # configs/search.py: an architecture search, not a LOSO run
-    if jax.process_count() > 1:
-      raise app.UsageError("the architecture search runs in one process; drop the distributed flags")
+  if is_search:
     from rcn_jax import search  # pylint: disable=g-import-not-at-top
-    search.run_search(_CONFIG.value, workdir)
-    return
-  train.train_and_evaluate(_CONFIG.value, workdir)
+    search.run_search(config, workdir)
+  else:
+    train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from rcn_jax import errors
+
 # Training presets: the paper (Sec. V-A) and the official release's script, plus the quick default.
 TRAINING_PRESETS: dict[str, dict[str, object]] = {
     # The official release's optimiser (SGD momentum 0.9, lr 5e-4 constant as its StepLR is never
@@ -52,18 +54,18 @@ def parse_arg(arg: str | None, **options: object) -> tuple[str, bool, dict[str, 
     key, has_value, text = token.partition("=")
     if has_value:
       if key not in options:
-        raise ValueError(f"config argument {token!r}: unknown option {key!r}; "
-                         f"this config accepts {sorted(options) or 'no options'}")
+        raise errors.UserError(f"config argument {token!r}: unknown option {key!r}; "
+                               f"this config accepts {sorted(options) or 'no options'}")
       values[key] = type(options[key])(text)
     elif token == "smoke":
       smoke = True
     elif token in TRAINING_PRESETS and token != "default":
       if preset != "default":
-        raise ValueError(f"config argument {arg!r} names two training presets")
+        raise errors.UserError(f"config argument {arg!r} names two training presets")
       preset = token
     else:
-      raise ValueError(f"config argument token {token!r} is not one of "
-                       f"{sorted(set(TRAINING_PRESETS) - {'default'}) + ['smoke']} or key=value")
+      raise errors.UserError(f"config argument token {token!r} is not one of "
+                             f"{sorted(set(TRAINING_PRESETS) - {'default'}) + ['smoke']} or key=value")
   return preset, smoke, values
 
 

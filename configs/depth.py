@@ -6,6 +6,7 @@ Run: `python launch.py --config=configs/depth.py:depth=3` (depth 1-4, default 1;
 """
 
 from configs import base
+from rcn_jax import errors
 
 OPTIONS = {"depth": 1}
 
@@ -13,5 +14,5 @@ OPTIONS = {"depth": 1}
 def get_config(arg: str | None = None):
   depth = base.parse_arg(arg, **OPTIONS)[2]["depth"]
   if depth not in (1, 2, 3, 4):
-    raise ValueError(f"config argument depth={depth}: the depth study has Models 1-4")
+    raise errors.UserError(f"config argument depth={depth}: the depth study has Models 1-4")
   return base.make_config(preset=f"depth_{depth}", features=16, pool_size=5, arg=arg, options=OPTIONS)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from rcn_jax import errors
 from rcn_jax.protocol import DATASETS, ListedSample, read_official_list
 
 from data_prep import InputError
@@ -361,49 +362,51 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       "and per-subject LOSO lists")
   parser.add_argument("--export-resolution", type=int, default=60,
                       help="side of the exported PNG maps (default: 60)")
+  errors.add_verbosity_argument(parser)
   return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None, flow_fn: Callable | None = None, flow_variant: str = "") -> int:
-  """Runs the CLI; returns the exit status (0 success, 1 failed samples or mismatches).
+  """Runs the CLI; returns the exit status (0 success, 1 a dry run with problems, 2 bad input or
+  failed samples: one line `error: ...` naming them).
 
   Args:
     argv: the arguments (default: sys.argv).
     flow_fn: a flow function instead of `--backend`'s (the backend name is still recorded).
     flow_variant: what `flow_fn` does besides the backend; part of every sample's cache key.
   """
-  started = time.perf_counter()
   args = parse_args(argv)
+  return errors.run_main(lambda: _build(args, flow_fn, flow_variant), verbose=args.verbosity > 0)
+
+
+def _build(args: argparse.Namespace, flow_fn: Callable | None, flow_variant: str) -> int:
+  started = time.perf_counter()
+  datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+  unknown = sorted(set(datasets) - set(DATASETS))
+  if unknown or not datasets:
+    raise InputError(f"--datasets: unknown dataset(s) {unknown}; expected some of "
+                     f"{list(DATASETS)}")
+  listed = read_official_list(datasets)
+  inputs = read_inputs(args, datasets)
+  settings = settings_by_dataset(args, datasets, flow_variant)
+  composite, match = join_composite(listed, inputs)
+  if args.dry_run:
+    return _dry_run(match, composite, settings, args.allow_missing)
+  if not match.ok and not args.allow_missing:
+    print(json.dumps(match.to_json(), indent=1), file=sys.stderr)
+    raise InputError("some listed samples are unmatched or disagree in label (report above); "
+                     "rerun with --allow-missing to build without them")
+  batch_flow_fn = None
+  if flow_fn is None:
+    flow_fn, batch_flow_fn = make_flow_fns(args.backend)
   try:
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown or not datasets:
-      raise InputError(f"--datasets: unknown dataset(s) {unknown}; expected some of "
-                       f"{list(DATASETS)}")
-    listed = read_official_list(datasets)
-    inputs = read_inputs(args, datasets)
-    settings = settings_by_dataset(args, datasets, flow_variant)
-    composite, match = join_composite(listed, inputs)
-    if args.dry_run:
-      return _dry_run(match, composite, settings, args.allow_missing)
-    if not match.ok and not args.allow_missing:
-      print(json.dumps(match.to_json(), indent=1), file=sys.stderr)
-      raise InputError("some listed samples are unmatched or disagree in label (report above); "
-                       "rerun with --allow-missing to build without them")
-    batch_flow_fn = None
-    if flow_fn is None:
-      flow_fn, batch_flow_fn = make_flow_fns(args.backend)
     outcomes, dataset_dir = build_dataset(
         composite, settings, flow_fn, out_dir=args.out, cache_dir=args.cache_dir,
         workers=args.workers, allow_missing=args.allow_missing,
         progress=not args.no_progress, batch_flow_fn=batch_flow_fn, batch_size=args.batch_size)
   except BuildFailed as error:
     _write_report(listed, error.outcomes, match, started, None, args)
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+    raise
   _write_report(listed, outcomes, match, started, dataset_dir, args)
   if args.export and dataset_dir is not None:
     from data_prep.export import export_official_layout

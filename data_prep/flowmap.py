@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data_prep import flow as flow_lib
+from data_prep import flow as flow_lib, InputError
 from data_prep import strain as strain_lib
 
 
@@ -20,12 +20,12 @@ def to_grey(frame: np.ndarray, name: str) -> np.ndarray:
   """uint8 grey `[H, W]` from uint8 grey `[H, W]` or BGR `[H, W, 3]` (as `cv2.imread` gives)."""
   if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
     dtype = getattr(frame, "dtype", type(frame).__name__)
-    raise ValueError(f"{name}: expected a uint8 frame, got {dtype}")
+    raise InputError(f"{name}: expected a uint8 frame, got {dtype}")
   if frame.ndim == 2:
     return frame
   if frame.ndim == 3 and frame.shape[-1] == 3:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-  raise ValueError(f"{name}: expected grey [H, W] or BGR [H, W, 3], got shape {frame.shape}")
+  raise InputError(f"{name}: expected grey [H, W] or BGR [H, W, 3], got shape {frame.shape}")
 
 
 def flow_map_from_flow(flow: np.ndarray, *, strain_method: str = "central",
@@ -53,7 +53,7 @@ def compute_flow_map(onset: np.ndarray, apex: np.ndarray, *, backend: str = "tvl
   """
   onset, apex = to_grey(onset, "onset"), to_grey(apex, "apex")
   if onset.shape != apex.shape:
-    raise ValueError(f"onset {onset.shape} and apex {apex.shape} frames differ in size")
+    raise InputError(f"onset {onset.shape} and apex {apex.shape} frames differ in size")
   flow = flow_lib.compute_flow(onset, apex, backend=backend, config=config)
   return flow_map_from_flow(flow, strain_method=strain_method, border=border)
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from data_prep import InputError, locks
+from rcn_jax import errors
 
 FILTERS = ("onset", "ideal")
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)  # the pyramid's 5-tap low-pass, /16
@@ -64,16 +65,16 @@ class MagnificationConfig:
 
   def __post_init__(self):
     if not np.isfinite(self.alpha) or self.alpha < 0:
-      raise ValueError(f"magnification alpha={self.alpha} must be finite and >= 0")
+      raise InputError(f"magnification alpha={self.alpha} must be finite and >= 0")
     if not self.cutoff_wavelength > 0:
-      raise ValueError(f"magnification cutoff_wavelength={self.cutoff_wavelength} must be > 0")
+      raise InputError(f"magnification cutoff_wavelength={self.cutoff_wavelength} must be > 0")
     if self.levels < 1:
-      raise ValueError(f"magnification levels={self.levels} must be >= 1")
+      raise InputError(f"magnification levels={self.levels} must be >= 1")
     if self.temporal_filter not in FILTERS:
-      raise ValueError(f"magnification temporal_filter={self.temporal_filter!r}: expected one "
+      raise InputError(f"magnification temporal_filter={self.temporal_filter!r}: expected one "
                        f"of {FILTERS}")
     if self.temporal_filter == "ideal" and not 0 <= self.low_hz < self.high_hz <= self.fps / 2:
-      raise ValueError(f"magnification band [{self.low_hz}, {self.high_hz}] Hz must satisfy "
+      raise InputError(f"magnification band [{self.low_hz}, {self.high_hz}] Hz must satisfy "
                        f"0 <= low < high <= fps/2 = {self.fps / 2}")
 
   def level_gains(self) -> tuple[float, ...]:
@@ -351,14 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     magnification = MagnificationConfig(alpha=args.alpha, cutoff_wavelength=args.cutoff_wavelength,
                                         levels=args.levels)
-  except ValueError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  except InputError as error:
+    return errors.report(error)
   build_args = build.parse_args(build_argv)
   if Path(build_args.out).resolve() == Path(build.default_data_dir()).resolve():
-    print("error: give the build an --out folder of its own: a magnified dataset must not "
-          "replace the plain one", file=sys.stderr)
-    return 1
+    return errors.report("give the build an --out folder of its own: a magnified dataset must not "
+                         "replace the plain one")
   Path(build_args.out).mkdir(parents=True, exist_ok=True)
   (Path(build_args.out) / MAGNIFICATION_FILE).write_text(json.dumps(
       {"synthetic": False, "backend": build_args.backend,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from data_prep import InputError
+
 STRAIN_METHODS = ("central", "sobel")
 DEFAULT_BORDER = 8  # px zeroed around the map; OpenCV TV-L1 artefacts reach about 3 px in
 
@@ -42,7 +44,7 @@ def optical_strain(flow: np.ndarray, *, method: str = "central") -> np.ndarray:
     The strain `[H, W]`, float32, >= 0.
   """
   if method not in STRAIN_METHODS:
-    raise ValueError(f"unknown strain method {method!r}; expected one of {list(STRAIN_METHODS)}")
+    raise InputError(f"unknown strain method {method!r}; expected one of {list(STRAIN_METHODS)}")
   flow = np.asarray(flow)
   if flow.ndim != 3 or flow.shape[-1] != 2 or min(flow.shape[:2]) < 2:
     raise ValueError(f"flow: expected [H, W, 2] with H, W >= 2, got shape {flow.shape}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import plots
+from rcn_jax import errors, plots
 from rcn_jax.data import Composite
 from rcn_jax.predict import FramePair, Prediction, TrainedRun, load_run
 
@@ -199,7 +199,7 @@ def read_predictions(workdir: str | os.PathLike) -> list[dict[str, str]]:
   """The rows of a run's `predictions.csv`."""
   path = Path(workdir) / "predictions.csv"
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: missing; is {workdir} a finished run folder?")
+    raise errors.MissingInput(f"{path}: missing; is {workdir} a finished run folder?")
   with open(path, newline="") as stream:
     return list(csv.DictReader(stream))
 
@@ -251,7 +251,7 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
   for row in choose_samples(read_predictions(run.workdir), class_names, per_class=per_class):
     key = (row["dataset"], row["subject"], row["sample"])
     if key not in index_of:
-      raise ValueError(f"{run.workdir}: predicted sample {'/'.join(key)} is not in the run's composite")
+      raise errors.UserError(f"{run.workdir}: predicted sample {'/'.join(key)} is not in the run's composite")
     index = index_of[key]
     model = run.select(row["fold"], [int(row["seed"])])[0]
     activations = class_activation_maps(run.module, run.model_variables(model), composite.flows[index:index + 1])
@@ -264,7 +264,7 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
     rows.append(sample_panels(composite.flows[index], activations.maps[0, ..., predicted], title, apex))
     titles.append(f"fold {row['fold']}")
   if not rows:
-    raise ValueError(f"{run.workdir}: predictions.csv lists no test samples")
+    raise errors.UserError(f"{run.workdir}: predictions.csv lists no test samples")
   path = path or os.path.join(run.workdir, GRID_FILE)
   model = run.config["model"]
   return plots.image_grid(path, rows, column_titles=COLUMNS, row_titles=titles,
@@ -337,7 +337,7 @@ def read_apex_dir(directory: str, composite: Composite) -> list[np.ndarray | Non
       if candidate.is_file():
         found = cv2.imread(str(candidate), cv2.IMREAD_GRAYSCALE)
         if found is None:
-          raise ValueError(f"{candidate}: cannot read the image")
+          raise errors.UserError(f"{candidate}: cannot read the image")
         break
     frames.append(found)
   return frames
@@ -351,18 +351,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--out", help=f"the PNG (default WORKDIR/{GRID_FILE})")
   parser.add_argument("--per_class", type=int, default=1, help="correct and failed samples per class")
   parser.add_argument("--apex_dir", help="apex frames as DIR/<dataset>/<subject>/<sample>.png")
+  errors.add_verbosity_argument(parser)
   args = parser.parse_args(argv)
-  try:
+
+  def run_command() -> None:
     run = load_run(args.workdir)
     composite, frames = load_run_composite(run.workdir, run.config)
     if args.apex_dir:
       frames = read_apex_dir(args.apex_dir, composite)
-    path = write_run_cams(run, args.out, composite=composite, apex_frames=frames, per_class=args.per_class)
-  except (FileNotFoundError, ValueError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  print(path)
-  return 0
+    print(write_run_cams(run, args.out, composite=composite, apex_frames=frames, per_class=args.per_class))
+
+  return errors.run_main(run_command, verbose=args.verbosity > 0)
 
 
 if __name__ == "__main__":

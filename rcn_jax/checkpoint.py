@@ -13,6 +13,7 @@ import os
 
 import orbax.checkpoint as ocp
 
+from rcn_jax import errors
 from rcn_jax.steps import State
 
 
@@ -37,7 +38,7 @@ class Checkpoints:
     """(epochs finished, state) of the newest checkpoint, laid out like `abstract_state`."""
     epoch = self._manager.latest_step()
     if epoch is None:
-      raise FileNotFoundError(f"no checkpoint in {self._manager.directory}")
+      raise errors.MissingInput(f"no checkpoint in {self._manager.directory}")
     return epoch, self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
 
   def save(self, epoch: int, state: State) -> None:

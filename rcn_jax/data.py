@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import flowmaps, protocol
+from rcn_jax import errors, flowmaps, protocol
 
 DATA_DIR_ENV = "RCN_JAX_DATA_DIR"
 NAMES = ("synthetic", "megc2019")
@@ -51,11 +51,11 @@ class Composite:
       raise ValueError(f"Composite.flows must be [N, H, W, 3], got {self.flows.shape}")
     bad = np.flatnonzero(~np.isfinite(self.flows.reshape(count, -1)).all(axis=1))
     if bad.size:
-      raise ValueError(f"{self.source}: non-finite flow values in sample(s) "
-                       f"{[self.name_of(i) for i in bad[:5]]}")
+      raise errors.UserError(f"{self.source}: non-finite flow values in sample(s) "
+                             f"{[self.name_of(i) for i in bad[:5]]}")
     unknown = sorted(set(self.labels.tolist()) - set(range(len(protocol.CLASS_NAMES))))
     if unknown:
-      raise ValueError(f"{self.source}: unknown label index(es) {unknown}")
+      raise errors.UserError(f"{self.source}: unknown label index(es) {unknown}")
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -82,8 +82,10 @@ def megc2019_directory(data_dir: str, flow_backend: str) -> Path:
   versions = sorted((p for p in base.glob("*") if (p / "dataset_info.json").is_file()),
                     key=lambda p: tuple(int(part) if part.isdigit() else 0 for part in p.name.split(".")))
   if not versions:
-    raise FileNotFoundError(f"no megc2019 flow-map dataset for backend {flow_backend!r} under {base}; "
-                            "build it with data_prep (see data_prep/README) or set data.data_dir")
+    raise errors.MissingInput(
+        f"no megc2019 flow-map dataset for backend {flow_backend!r} under {base}: build it with "
+        f"`python -m data_prep.build --out={data_dir}` (README, section Real data), or point data.data_dir "
+        f"(or ${DATA_DIR_ENV}) at the folder holding megc2019/")
   return versions[-1]
 
 
@@ -112,27 +114,27 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
     dataset, subject, sample = (_text(record[k]) for k in ("dataset", "subject", "sample"))
     where = f"{directory}: example {index} ({dataset}/{subject}/{sample})"
     if dataset not in protocol.DATASETS:
-      raise ValueError(f"{where}: unknown dataset {dataset!r}")
+      raise errors.UserError(f"{where}: unknown dataset {dataset!r}")
     if datasets is not None and dataset not in datasets:
       continue
     try:
       key = (dataset, protocol.subject_key(dataset, subject), sample)
     except ValueError as error:
-      raise ValueError(f"{where}: {error}") from error
+      raise errors.UserError(f"{where}: {error}") from error
     if key not in position:
-      raise ValueError(f"{where}: not in the organisers' list {protocol.LIST_NAME}")
+      raise errors.UserError(f"{where}: not in the organisers' list {protocol.LIST_NAME}")
     slot = position[key]
     if flows[slot] is not None:
-      raise ValueError(f"{where}: duplicate sample")
+      raise errors.UserError(f"{where}: duplicate sample")
     if int(record["label"]) != listed[slot].label:
-      raise ValueError(f"{where}: label {int(record['label'])} but the list says {listed[slot].label}")
+      raise errors.UserError(f"{where}: label {int(record['label'])} but the list says {listed[slot].label}")
     flow = np.asarray(record["flow"], np.float32)
     if not np.isfinite(flow).all():
-      raise ValueError(f"{where}: non-finite flow values")
+      raise errors.UserError(f"{where}: non-finite flow values")
     flows[slot] = flowmaps.to_network_input(flow, resolution)
   missing = [f"{s.dataset}/{s.subject}/{s.sample}" for s, f in zip(listed, flows) if f is None]
   if missing:
-    raise ValueError(f"{directory}: {len(missing)} listed sample(s) missing, e.g. {missing[:5]}")
+    raise errors.UserError(f"{directory}: {len(missing)} listed sample(s) missing, e.g. {missing[:5]}")
   return Composite(
       flows=np.stack(flows).astype(np.float32),
       labels=np.asarray([s.label for s in listed], np.int64),
@@ -156,15 +158,8 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
   Returns:
     The composite, in the organisers' list order.
   """
-  if name not in NAMES:
-    raise ValueError(f"data.name={name!r}: expected one of {NAMES}")
-  if datasets is not None:
-    datasets = tuple(datasets)
-    unknown = sorted(set(datasets) - set(protocol.DATASETS))
-    if unknown or not datasets:
-      raise ValueError(f"data.datasets={list(datasets)}: expected a non-empty subset of {list(protocol.DATASETS)}")
-  if not flowmaps.MIN_RESOLUTION <= resolution <= flowmaps.MAX_RESOLUTION:
-    raise ValueError(f"data.resolution={resolution}: expected {flowmaps.MIN_RESOLUTION}..{flowmaps.MAX_RESOLUTION}")
+  check_settings(name, resolution=resolution, datasets=datasets)
+  datasets = None if datasets is None else tuple(datasets)
   data_dir = data_dir or default_data_dir()
   if name == "synthetic":
     from data_prep import synthetic  # pylint: disable=g-import-not-at-top
@@ -172,6 +167,27 @@ def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 
   else:
     directory = megc2019_directory(data_dir, flow_backend)
   return read_flow_dataset(directory, resolution=resolution, datasets=datasets)
+
+
+def check_settings(name: str, *, resolution: int, datasets: Sequence[str] | None) -> None:
+  """Raises a UserError naming the `data.*` key of a setting no dataset can satisfy; reads nothing."""
+  if name not in NAMES:
+    raise errors.UserError(f"data.name={name!r}: expected one of {NAMES}")
+  if datasets is not None:
+    unknown = sorted(set(datasets) - set(protocol.DATASETS))
+    if unknown or not datasets or len(set(datasets)) != len(datasets):
+      raise errors.UserError(f"data.datasets={list(datasets)}: expected a non-empty subset of "
+                             f"{list(protocol.DATASETS)} without repeats")
+  if not flowmaps.MIN_RESOLUTION <= resolution <= flowmaps.MAX_RESOLUTION:
+    raise errors.UserError(f"data.resolution={resolution}: expected {flowmaps.MIN_RESOLUTION}..{flowmaps.MAX_RESOLUTION}")
+
+
+def check_configured(data: Mapping[str, Any]) -> None:
+  """Checks a config's `data` section without reading samples: its settings, and that a
+  `megc2019` build is there (the built-in data is built on first use)."""
+  check_settings(data["name"], resolution=int(data["resolution"]), datasets=data["datasets"])
+  if data["name"] == "megc2019":
+    megc2019_directory(data["data_dir"] or default_data_dir(), data["flow_backend"])
 
 
 def load_configured(data: Mapping[str, Any]) -> Composite:

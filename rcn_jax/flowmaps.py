@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from rcn_jax import errors
+
 MIN_RESOLUTION = 20
 MAX_RESOLUTION = 300
 _CONSTANT_TOLERANCE = 16 * float(np.finfo(np.float32).eps)
@@ -21,14 +23,14 @@ _CONSTANT_TOLERANCE = 16 * float(np.finfo(np.float32).eps)
 def resize_area(flow_map: np.ndarray, resolution: int) -> np.ndarray:
   """`[H, W, C]` resized to `[resolution, resolution, C]` float32 by area averaging."""
   if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-    raise ValueError(f"resolution {resolution} outside the supported "
-                     f"{MIN_RESOLUTION}..{MAX_RESOLUTION}")
+    raise errors.UserError(f"resolution {resolution} outside the supported "
+                           f"{MIN_RESOLUTION}..{MAX_RESOLUTION}")
   flow_map = np.asarray(flow_map)
   if flow_map.ndim != 3 or flow_map.shape[-1] != 3:
-    raise ValueError(f"flow map: expected [H, W, 3], got shape {flow_map.shape}")
+    raise errors.UserError(f"flow map: expected [H, W, 3], got shape {flow_map.shape}")
   flow_map = flow_map.astype(np.float32)
   if not np.all(np.isfinite(flow_map)):
-    raise ValueError("flow map: contains NaN or infinite values")
+    raise errors.UserError("flow map: contains NaN or infinite values")
   return cv2.resize(flow_map, (resolution, resolution), interpolation=cv2.INTER_AREA)
 
 

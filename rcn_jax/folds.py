@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rcn_jax import errors
+
 PROTOCOLS = ("loso", "lodo")
 
 
@@ -60,9 +62,9 @@ def make_folds(subjects: Sequence[str], datasets: Sequence[str], protocol: str =
   elif protocol == "lodo":
     groups = list(datasets)
     if len(set(groups)) < 2:
-      raise ValueError("protocol 'lodo' needs at least two datasets in the composite")
+      raise errors.UserError("protocol 'lodo' needs at least two datasets in the composite")
   else:
-    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    raise errors.UserError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
   groups = np.asarray(groups, dtype=str)
   folds = []
   for name in dict.fromkeys(groups.tolist()):
@@ -78,7 +80,7 @@ def select_folds(folds: Sequence[Fold], limit: int | None) -> list[Fold]:
   if not limit:
     return list(folds)
   if limit < 0:
-    raise ValueError(f"protocol.max_folds must be >= 0, got {limit}")
+    raise errors.UserError(f"protocol.max_folds must be >= 0, got {limit}")
   return list(folds[:limit])
 
 
@@ -131,9 +133,9 @@ def layout_models(folds: Sequence[Fold], seeds: Sequence[int], multiple: int) ->
     The layout.
   """
   if not folds or not seeds:
-    raise ValueError("a run needs at least one fold and one seed")
+    raise errors.UserError("a run needs at least one fold and one seed")
   if len(set(seeds)) != len(seeds):
-    raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    raise errors.UserError(f"seeds must be distinct, got {list(seeds)}")
   num_models = len(folds) * len(seeds)
   num_slots = -(-num_models // multiple) * multiple
   fold_of_slot = np.full(num_slots, -1, np.int32)

@@ -15,6 +15,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Sharding
 
+from rcn_jax import errors
+
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None) -> None:
@@ -33,8 +35,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
   except ValueError as error:
-    raise ValueError(f"{error} No cluster was detected: pass --coordinator_address, --num_processes and "
-                     "--process_id (docs/distributed.md)") from error
+    raise errors.UserError(f"{error} No cluster was detected: pass --coordinator_address, --num_processes and "
+                           "--process_id (docs/distributed.md)") from error
 
 
 def is_main() -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import reporting
+from rcn_jax import errors, reporting
 
 CONFIG = "config.json"
 RESULTS = "results.json"
@@ -101,8 +101,8 @@ class TrainedRun:
               if (held_out is None or m.fold == held_out) and (seeds is None or m.seed in seeds)]
     if not chosen:
       folds = sorted({m.fold for m in self.models})
-      raise ValueError(f"{self.workdir}: no fold model held out {held_out!r} (seeds {seeds}); "
-                       f"the run's folds are {folds[:8]}{' ...' if len(folds) > 8 else ''}")
+      raise errors.UserError(f"{self.workdir}: no fold model held out {held_out!r} (seeds {seeds}); "
+                             f"the run's folds are {folds[:8]}{' ...' if len(folds) > 8 else ''}")
     return chosen
 
   def probabilities(self, inputs: np.ndarray, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -110,8 +110,8 @@ class TrainedRun:
     inputs = np.asarray(inputs, np.float32)
     expected = (self.resolution, self.resolution, 3)
     if inputs.ndim != 4 or inputs.shape[1:] != expected:
-      raise ValueError(f"inputs have shape {inputs.shape}; the run's models take [N, {expected[0]}, "
-                       f"{expected[1]}, 3]")
+      raise errors.UserError(f"inputs have shape {inputs.shape}; the run's models take [N, {expected[0]}, "
+                             f"{expected[1]}, 3]")
     apply = _eval_program(self.module)
     indices = range(len(self.models)) if indices is None else indices
     return np.stack([np.asarray(apply(self.model_variables(i), inputs)) for i in indices])
@@ -131,7 +131,7 @@ def _eval_program(module):
 def read_run_json(path: Path) -> dict[str, Any]:
   """A JSON file of a run folder; a missing one is an error naming it."""
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: missing; is {path.parent} a finished run folder?")
+    raise errors.MissingInput(f"{path}: missing; is {path.parent} a finished run folder?")
   with open(path) as stream:
     return json.load(stream)
 
@@ -142,7 +142,7 @@ def read_model_names(workdir: str | os.PathLike) -> list[tuple[str, int]]:
   for column in reporting.read_train_losses(workdir)[0]:
     fold, separator, seed = column.rpartition("@")
     if not separator or not seed.lstrip("-").isdigit():
-      raise ValueError(f"{Path(workdir) / reporting.TRAIN_LOSS}: column {column!r} is not FOLD@SEED")
+      raise errors.UserError(f"{Path(workdir) / reporting.TRAIN_LOSS}: column {column!r} is not FOLD@SEED")
     names.append((fold, int(seed)))
   return names
 
@@ -167,7 +167,7 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   names = read_model_names(workdir)
   slots = int(results.get("execution", {}).get("slots", len(names)))
   if slots < len(names):
-    raise ValueError(f"{workdir / RESULTS}: {slots} slots for {len(names)} models")
+    raise errors.UserError(f"{workdir / RESULTS}: {slots} slots for {len(names)} models")
   program = train.create_program(ml_collections.ConfigDict(config_dict), 1)
   resolution = int(config_dict["data"]["resolution"])
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -178,7 +178,7 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   store = checkpoint.Checkpoints(str(workdir / CHECKPOINTS))
   try:
     if store.latest_epoch() is None:
-      raise FileNotFoundError(f"{workdir / CHECKPOINTS}: no checkpoint")
+      raise errors.MissingInput(f"{workdir / CHECKPOINTS}: no checkpoint")
     epoch, state = store.restore(abstract)
   finally:
     store.close()
@@ -215,13 +215,13 @@ def read_frame(path: str | os.PathLike, *, data_name: str = "synthetic",
 
   path = Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: frame image not found")
+    raise errors.MissingInput(f"{path}: frame image not found")
   if data_name == "megc2019":
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
   else:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
   if image is None:
-    raise ValueError(f"{path}: cannot read the image")
+    raise errors.UserError(f"{path}: cannot read the image")
   grey = to_grey(image, str(path))
   return face.resize(grey, size)
 
@@ -283,15 +283,15 @@ def clip_pair(directory: str | os.PathLike, *, apex_method: str = "xia_std", dat
   from data_prep.frames import list_frames  # pylint: disable=g-import-not-at-top
 
   if apex_method not in apex_lib.METHODS or apex_method == "annotated":
-    raise ValueError(f"--apex_method={apex_method!r}: expected one of {list(apex_lib.METHODS[1:])}")
+    raise errors.UserError(f"--apex_method={apex_method!r}: expected one of {list(apex_lib.METHODS[1:])}")
   frames = list_frames(directory)
   if len(frames.paths) < 2:
-    raise ValueError(f"{directory}: a clip needs at least 2 frames, found {len(frames.paths)}")
+    raise errors.UserError(f"{directory}: a clip needs at least 2 frames, found {len(frames.paths)}")
   images = np.stack([read_frame(p, data_name=data_name, size=size) for p in frames.paths])
   position = apex_lib.detect_apex(apex_method, images,
                                   flow_fn=functools.partial(compute_flow_map, backend=backend))
   if position == 0:
-    raise ValueError(f"{directory}: the {apex_method} apex is the onset frame: no motion")
+    raise errors.UserError(f"{directory}: the {apex_method} apex is the onset frame: no motion")
   return FramePair(images[0], images[position], frames.paths[0].name, frames.paths[position].name,
                    apex_method)
 
@@ -394,6 +394,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--per_model", action="store_true", help="also print every model's probabilities")
   parser.add_argument("--json", action="store_true", help="print JSON instead of text")
   parser.add_argument("--cam", help="also write the class activation maps of the pair to this PNG")
+  errors.add_verbosity_argument(parser)
   args = parser.parse_args(argv)
   if bool(args.clip) == bool(args.onset or args.apex):
     parser.error("give either --onset and --apex, or --clip")
@@ -405,33 +406,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
   args = parse_args(argv)
-  try:
-    run = load_run(args.workdir)
-    data_name = run.config["data"]["name"]
-    size = parse_size(args.size, data_name)
-    if args.clip:
-      pair = clip_pair(args.clip, apex_method=args.apex_method, data_name=data_name, size=size,
-                       backend=run.flow_backend)
-    else:
-      onset = read_frame(args.onset, data_name=data_name, size=size)
-      apex = read_frame(args.apex, data_name=data_name, size=size)
-      if onset.shape != apex.shape:
-        raise ValueError(f"onset {args.onset} {onset.shape} and apex {args.apex} {apex.shape} differ in size")
-      pair = FramePair(onset, apex, Path(args.onset).name, Path(args.apex).name, "given")
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds)
-    if args.cam:
-      from rcn_jax import cam  # pylint: disable=g-import-not-at-top
-      cam.write_pair_cams(args.cam, run, pair, prediction)
-  except (FileNotFoundError, ValueError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  return errors.run_main(lambda: _predict_command(args), verbose=args.verbosity > 0)
+
+
+def _predict_command(args: argparse.Namespace) -> None:
+  run = load_run(args.workdir)
+  data_name = run.config["data"]["name"]
+  size = parse_size(args.size, data_name)
+  if args.clip:
+    pair = clip_pair(args.clip, apex_method=args.apex_method, data_name=data_name, size=size,
+                     backend=run.flow_backend)
+  else:
+    onset = read_frame(args.onset, data_name=data_name, size=size)
+    apex = read_frame(args.apex, data_name=data_name, size=size)
+    if onset.shape != apex.shape:
+      raise errors.UserError(f"onset {args.onset} {onset.shape} and apex {args.apex} {apex.shape} differ in size")
+    pair = FramePair(onset, apex, Path(args.onset).name, Path(args.apex).name, "given")
+  seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+  prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds)
+  if args.cam:
+    from rcn_jax import cam  # pylint: disable=g-import-not-at-top
+    cam.write_pair_cams(args.cam, run, pair, prediction)
   if args.json:
     print(json.dumps({"frames": {"onset": pair.onset_name, "apex": pair.apex_name,
                                  "apex_method": pair.apex_method}, **prediction.to_json()}, indent=1))
   else:
     print(format_prediction(run, pair, prediction, per_model=args.per_model))
-  return 0
 
 
 if __name__ == "__main__":

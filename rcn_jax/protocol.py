@@ -11,6 +11,8 @@ import dataclasses
 import importlib.resources
 from collections.abc import Sequence
 
+from rcn_jax import errors
+
 CLASS_NAMES = ("negative", "positive", "surprise")
 DATASETS = ("casme2", "smic", "samm")
 LIST_NAME = "megc2019_combined_3class_gt.csv"
@@ -30,7 +32,7 @@ def subject_key(dataset: str, subject: str) -> str:
   subject = subject.strip()
   if dataset == "samm":
     if not subject.isdigit():
-      raise ValueError(f"samm subject {subject!r}: expected a number")
+      raise errors.UserError(f"samm subject {subject!r}: expected a number")
     return f"{int(subject):03d}"
   return subject
 
@@ -46,18 +48,18 @@ def read_official_list(datasets: Sequence[str] | None = None) -> list[ListedSamp
   if datasets is not None:
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
-      raise ValueError(f"unknown dataset(s) {unknown}; expected a subset of {list(DATASETS)}")
+      raise errors.UserError(f"unknown dataset(s) {unknown}; expected a subset of {list(DATASETS)}")
   text = importlib.resources.files("rcn_jax.resources").joinpath(LIST_NAME).read_text()
   samples = []
   for row_number, row in enumerate(csv.reader(text.splitlines()), start=1):
     if len(row) != 4:
-      raise ValueError(f"{LIST_NAME} row {row_number}: expected 4 fields, got {row!r}")
+      raise errors.UserError(f"{LIST_NAME} row {row_number}: expected 4 fields, got {row!r}")
     dataset, subject, sample, label = (field.strip() for field in row)
     if datasets is None or dataset in datasets:
       if not label.isdigit():
-        raise ValueError(f"{LIST_NAME} row {row_number}: label {label!r} is not a class index")
+        raise errors.UserError(f"{LIST_NAME} row {row_number}: label {label!r} is not a class index")
       try:
         samples.append(ListedSample(dataset, subject_key(dataset, subject), sample, int(label)))
       except ValueError as error:
-        raise ValueError(f"{LIST_NAME} row {row_number}: {error}") from error
+        raise errors.UserError(f"{LIST_NAME} row {row_number}: {error}") from error
   return samples

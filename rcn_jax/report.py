@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import plots, reporting
+from rcn_jax import errors, plots, reporting
 
 LEARNING_CURVES = "learning_curves.png"
 COMPOSITE = "composite"
@@ -258,14 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--workdir", required=True, help="a finished run folder")
   parser.add_argument("--html", action="store_true", help="also write report.html")
   parser.add_argument("--no_cams", action="store_true", help="do not compute the CAM grid")
+  errors.add_verbosity_argument(parser)
   args = parser.parse_args(argv)
-  try:
-    paths = write_report(args.workdir, html_too=args.html, cams=not args.no_cams)
-  except (FileNotFoundError, ValueError, KeyError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  print("\n".join(paths))
-  return 0
+  return errors.run_main(
+      lambda: print("\n".join(write_report(args.workdir, html_too=args.html, cams=not args.no_cams))),
+      verbose=args.verbosity > 0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import metrics, plots
+from rcn_jax import errors, metrics, plots
 from rcn_jax.data import Composite
 from rcn_jax.folds import ModelLayout
 
@@ -146,16 +146,16 @@ def read_train_losses(workdir: str | os.PathLike) -> tuple[list[str], np.ndarray
   """Model names and `[models, epochs]` losses (NaN where a model had stopped) of `train_loss.csv`."""
   path = Path(workdir) / TRAIN_LOSS
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: missing; is {workdir} a finished run folder?")
+    raise errors.MissingInput(f"{path}: missing; is {workdir} a finished run folder?")
   with open(path, newline="") as stream:
     rows = list(csv.reader(stream))
   if not rows or len(rows[0]) < 2:
-    raise ValueError(f"{path}: no models in the header")
+    raise errors.UserError(f"{path}: no models in the header")
   names = rows[0][1:]
   losses = np.full((len(names), len(rows) - 1), np.nan)
   for epoch, row in enumerate(rows[1:]):
     if len(row) != len(names) + 1:
-      raise ValueError(f"{path}: row {epoch + 2} has {len(row)} fields, the header {len(names) + 1}")
+      raise errors.UserError(f"{path}: row {epoch + 2} has {len(row)} fields, the header {len(names) + 1}")
     losses[:, epoch] = [float(v) if v else np.nan for v in row[1:]]
   return names, losses
 

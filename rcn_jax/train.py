@@ -25,8 +25,8 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from rcn_jax import checkpoint, folds, models, multihost, protocol, reporting, steps, strategies
-from rcn_jax.data import Composite, load_configured
+from rcn_jax import checkpoint, errors, folds, models, multihost, protocol, reporting, steps, strategies
+from rcn_jax.data import Composite, check_configured, load_configured
 
 RESULTS = "results.json"
 CONFIG = "config.json"
@@ -68,28 +68,79 @@ def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError naming the key of an impossible setting."""
+  """Checks every setting that can be checked without the samples; a UserError names the key.
+
+  Runs before any data is read or program compiled: the model is built and traced abstractly at
+  the input resolution, and a `megc2019` dataset must be there.
+  """
   train = config.train
   for key in ("batch_size", "num_epochs"):
     if train[key] < 1:
-      raise ValueError(f"train.{key}={train[key]} must be >= 1")
+      raise errors.UserError(f"train.{key}={train[key]} must be >= 1")
   if train.learning_rate <= 0:
-    raise ValueError(f"train.learning_rate={train.learning_rate} must be positive")
-  if not config.seeds:
-    raise ValueError("seeds must name at least one seed")
+    raise errors.UserError(f"train.learning_rate={train.learning_rate} must be positive")
+  for key in ("momentum", "weight_decay", "loss_threshold"):
+    if not math.isfinite(train[key]) or train[key] < 0:
+      raise errors.UserError(f"train.{key}={train[key]} must be finite and >= 0")
+  if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+    raise errors.UserError(f"seeds={tuple(config.seeds)} must name at least one seed, each once")
   if config.protocol.name not in folds.PROTOCOLS:
-    raise ValueError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
-  if config.parallel.strategy not in strategies.STRATEGIES:
-    raise ValueError(f"parallel.strategy={config.parallel.strategy!r}: expected one of {strategies.STRATEGIES}")
+    raise errors.UserError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
+  if config.protocol.name == "lodo" and len(config.data.datasets) < 2:
+    raise errors.UserError(f"protocol.name='lodo' needs at least two data.datasets, got {tuple(config.data.datasets)}")
+  if config.protocol.max_folds < 0:
+    raise errors.UserError(f"protocol.max_folds={config.protocol.max_folds} must be >= 0")
   for key in ("models_per_call", "steps_per_call"):
     if config.parallel[key] < 0:
-      raise ValueError(f"parallel.{key}={config.parallel[key]} must be >= 0")
+      raise errors.UserError(f"parallel.{key}={config.parallel[key]} must be >= 0")
+  try:
+    strategies.resolve_strategy(config.parallel.strategy, jax.devices())
+  except ValueError as error:
+    raise errors.UserError(f"parallel.strategy: {error}") from error
   if not 0 < config.report.confidence < 1:
-    raise ValueError(f"report.confidence={config.report.confidence} must be in (0, 1)")
+    raise errors.UserError(f"report.confidence={config.report.confidence} must be in (0, 1)")
   if config.report.bootstrap_resamples < 0:
-    raise ValueError(f"report.bootstrap_resamples={config.report.bootstrap_resamples} must be >= 0")
+    raise errors.UserError(f"report.bootstrap_resamples={config.report.bootstrap_resamples} must be >= 0")
   if config.checkpoint.every_epochs < 1:
-    raise ValueError(f"checkpoint.every_epochs={config.checkpoint.every_epochs} must be >= 1")
+    raise errors.UserError(f"checkpoint.every_epochs={config.checkpoint.every_epochs} must be >= 1")
+  if config.checkpoint.max_to_keep < 1:
+    raise errors.UserError(f"checkpoint.max_to_keep={config.checkpoint.max_to_keep} must be >= 1")
+  check_configured(config.data)
+  _check_model(config)
+
+
+def _check_model(config: ml_collections.ConfigDict) -> None:
+  """Builds the configured model and traces it on one input of the configured size, without compiling."""
+  model = config.model
+  if model.pool_size < 1:
+    raise errors.UserError(f"model.pool_size={model.pool_size} must be >= 1")
+  if not 0 <= model.dropout_rate < 1:
+    raise errors.UserError(f"model.dropout_rate={model.dropout_rate} must be in [0, 1)")
+  if model.steps is not None and model.steps < 1:
+    raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
+  program = create_program(config, max_train_size=config.train.batch_size)
+  size = config.data.resolution
+  try:
+    jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+  except (TypeError, ValueError) as error:
+    if isinstance(error, errors.UserError):
+      raise
+    raise errors.UserError(f"model.preset={model.preset!r} with model.features={model.features}, "
+                           f"model.pool_size={model.pool_size} cannot take data.resolution={size}: "
+                           f"{errors.one_line(error)}") from error
+
+
+def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
+  """Why a run on real data cannot be compared with the paper's numbers, or None.
+
+  The default preset is a demonstration on the built-in data (8 epochs of the official optimiser);
+  on `megc2019` its scores are not the paper's protocol.
+  """
+  if config.data.name != "megc2019" or config.train.preset != "default":
+    return None
+  return (f"train.preset='default' is the {config.train.num_epochs}-epoch demonstration preset: these "
+          "megc2019 scores do not follow the paper's protocol and cannot be compared with its tables; "
+          "use the config argument :paper (Sec. V-A) or :reference (the official script)")
 
 
 def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
@@ -103,8 +154,8 @@ def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
     differing = sorted(k for k in set(stored) | set(config_dict)
                        if k not in REPORT_ONLY and stored.get(k) != config_dict.get(k))
     if differing:
-      raise ValueError(f"{workdir} holds a run of another config (sections {differing} differ); "
-                       "use a new --workdir")
+      raise errors.UserError(f"{workdir} holds a run of another config (sections {differing} differ); "
+                             "use a new --workdir")
   if multihost.is_main():
     reporting.write_json(path, config_dict)
   multihost.barrier("claim_workdir")
@@ -196,6 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     composite = composite.select(config.data.datasets)
   timings = {"data_s": time.perf_counter() - started}
   plan = _plan(config, composite)
+  warning = protocol_warning(config)
+  if warning and multihost.is_main():
+    print(f"warning: {warning}", file=sys.stderr)
 
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
@@ -221,6 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                 confidence=config.report.confidence)
   results["training"] = _training_summary(config, history, epochs_trained, len(plan.folds))
   results["execution"] = {**plan.execution, "processes": jax.process_count(), "resumed_from_epoch": start_epoch}
+  results["protocol_warning"] = warning
   results["config"] = config_dict
   results["versions"] = _versions()
   timings["total_s"] = time.perf_counter() - started

@@ -144,26 +144,26 @@ def test_dry_run_partial_and_allow_missing(composite_tree, capsys, tmp_path):
 
 
 def test_cli_input_errors(composite_tree, capsys, tmp_path):
-  assert build.main(["--dry-run", "--datasets=casme2"]) == 1
+  assert build.main(["--dry-run", "--datasets=casme2"]) == 2
   assert "--casme2: the casme2 folder is required" in capsys.readouterr().err
-  assert build.main(["--dry-run", "--datasets=samm", f"--samm={tmp_path}"]) == 1
+  assert build.main(["--dry-run", "--datasets=samm", f"--samm={tmp_path}"]) == 2
   assert "the samm coding sheet is required" in capsys.readouterr().err
   assert build.main(["--dry-run", "--datasets=smic", f"--smic={composite_tree['smic']}",
-                     "--apex=smic=peak"]) == 1
+                     "--apex=smic=peak"]) == 2
   assert "--apex: unknown choice 'peak'" in capsys.readouterr().err
-  assert build.main(["--dry-run", "--datasets=vis"]) == 1
+  assert build.main(["--dry-run", "--datasets=vis"]) == 2
   assert "unknown dataset(s) ['vis']" in capsys.readouterr().err
   smic = f"--smic={composite_tree['smic']}"
-  assert build.main(["--dry-run", "--datasets=smic", smic, "--frame-table=smic"]) == 1
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--frame-table=smic"]) == 2
   assert "--frame-table: expected DATASET=CSV or DATASET=none, got 'smic'" in capsys.readouterr().err
-  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=220"]) == 1
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=220"]) == 2
   assert "--size: '220' is not ROWSxCOLS" in capsys.readouterr().err
-  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=12x200"]) == 1
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--size=12x200"]) == 2
   assert "at least 16 px per side" in capsys.readouterr().err
-  assert build.main(["--dry-run", "--datasets=smic", smic, "--crop=vis=haar"]) == 1
+  assert build.main(["--dry-run", "--datasets=smic", smic, "--crop=vis=haar"]) == 2
   assert "--crop: unknown dataset 'vis'" in capsys.readouterr().err
   two_sheets = tmp_path / "CASME2"
   shutil.copytree(composite_tree["casme2"].parent, two_sheets)
   shutil.copy(composite_tree["casme2_sheet"], two_sheets / "CASME2-coding-20190701.xlsx")
-  assert build.main(["--dry-run", "--datasets=casme2", f"--casme2={two_sheets}"]) == 1
+  assert build.main(["--dry-run", "--datasets=casme2", f"--casme2={two_sheets}"]) == 2
   assert "several casme2 sheets found" in capsys.readouterr().err

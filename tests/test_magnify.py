@@ -175,7 +175,7 @@ def test_cli_runs_the_build_with_a_magnified_flow_cached_apart(tmp_path, monkeyp
   paths = {variant: samples.cache_path(tmp_path, sample, samples.SampleSettings(backend="dis", flow_variant=variant))
            for variant in ("", flow_variant, json.dumps({"magnification": {"alpha": 20.0}}))}
   assert len(set(paths.values())) == 3
-  assert magnify.main(["--alpha=-2", "--", f"--out={out}"]) == 1
+  assert magnify.main(["--alpha=-2", "--", f"--out={out}"]) == 2
   assert "alpha=-2" in capsys.readouterr().err
-  assert magnify.main(["--alpha=2", "--", "--smic=/data/smic"]) == 1
+  assert magnify.main(["--alpha=2", "--", "--smic=/data/smic"]) == 2
   assert "--out folder of its own" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def test_distributed_without_a_cluster_is_a_usage_error(tmp_path):
   process = launch(["--config=configs/rcn.py:smoke", f"--workdir={tmp_path / 'run'}", "--distributed"],
                    cache_dir=tmp_path / "xla")
   _, err = process.communicate(timeout=120)
-  assert process.returncode == 1
+  assert process.returncode == 2
   assert "--coordinator_address, --num_processes and --process_id" in err
   assert "Traceback" not in err
 

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from numerics import assert_close_to_scale
 from rcn_jax import predict, studies
 
 SPEC = studies.RunSpec("rcn", 4, 2, 20)
@@ -90,7 +91,7 @@ def test_predict_gives_the_runs_own_test_probabilities(run_dir, tmp_path, capsys
     result = predict.predict_pair(run, onset, apex, held_out=row["fold"])
     assert [m.fold for m in result.models] == [row["fold"]]
     expected = [float(row[f"p_{name}"]) for name in run.class_names]
-    np.testing.assert_allclose(result.mean, expected, atol=2e-6)
+    assert_close_to_scale(result.mean, expected, err_msg=row["sample"])
   # The command line prints the same numbers.
   row = rows[0]
   onset_path, apex_path = write_pair(tmp_path / "cli", frames[row["dataset"], row["subject"], row["sample"]])
@@ -127,17 +128,17 @@ def test_clip_folder_finds_the_apex_and_uses_every_fold_model(run_dir, tmp_path,
 def test_errors_name_what_is_wrong(run_dir, tmp_path, capsys):
   sample = studies.tiny_frame_data().samples[0]
   onset_path, apex_path = write_pair(tmp_path, sample)
-  assert predict.main([f"--workdir={tmp_path / 'nothing'}", f"--onset={onset_path}", f"--apex={apex_path}"]) == 1
+  assert predict.main([f"--workdir={tmp_path / 'nothing'}", f"--onset={onset_path}", f"--apex={apex_path}"]) == 2
   assert "config.json: missing" in capsys.readouterr().err
   assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}",
-                       "--held_out=smic/s99"]) == 1
+                       "--held_out=smic/s99"]) == 2
   assert "no fold model held out 'smic/s99'" in capsys.readouterr().err
   cv2.imwrite(str(tmp_path / "small.png"), sample.apex[:40])
-  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'small.png'}"]) == 1
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'small.png'}"]) == 2
   assert "differ in size" in capsys.readouterr().err
-  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'gone.png'}"]) == 1
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={tmp_path / 'gone.png'}"]) == 2
   assert "gone.png: frame image not found" in capsys.readouterr().err
-  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}", "--size=big"]) == 1
+  assert predict.main([f"--workdir={run_dir}", f"--onset={onset_path}", f"--apex={apex_path}", "--size=big"]) == 2
   assert "--size: 'big' is not ROWSxCOLS" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     predict.main([f"--workdir={run_dir}", f"--onset={onset_path}"])

@@ -68,4 +68,4 @@ def test_learning_curves_read_stopped_models_as_gaps(tmp_path):
   (tmp_path / "train_loss.csv").write_text("epoch,a@0,b@0\n1,1.1\n")
   with pytest.raises(ValueError, match="row 2 has 2 fields"):
     reporting.read_train_losses(tmp_path)
-  assert report.main([f"--workdir={tmp_path / 'none'}"]) == 1
+  assert report.main([f"--workdir={tmp_path / 'none'}"]) == 2

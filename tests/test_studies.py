@@ -170,7 +170,7 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
   assert studies.main(["--study=depth", f"--workdir={tmp_path}", "--dry_run"]) == 0
   assert len(capsys.readouterr().out.splitlines()) == 4 * 9
   assert not os.path.exists(os.path.join(tmp_path, "runs"))
-  assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 1
+  assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 2
   assert "--study='fig11'" in capsys.readouterr().err
 
 

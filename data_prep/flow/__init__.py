@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep import InputError
 from data_prep.flow import configs
 from data_prep.flow import opencv_backends
 
@@ -38,7 +39,7 @@ MIN_SIDE = 16  # the pyramids need at least this many pixels per side
 
 def _check_backend(backend: str, config: Any) -> Any:
   if backend not in BACKENDS:
-    raise ValueError(f"unknown flow backend {backend!r}; expected one of {list(BACKENDS)}")
+    raise InputError(f"unknown flow backend {backend!r}; expected one of {list(BACKENDS)}")
   default = DEFAULT_CONFIGS[backend]
   if config is None:
     return default
@@ -46,7 +47,7 @@ def _check_backend(backend: str, config: Any) -> Any:
     raise TypeError(f"flow backend {backend!r} takes a {type(default).__name__}, "
                     f"got {type(config).__name__}")
   if isinstance(config, configs.RobustFlowConfig) and config.penalty != default.penalty:
-    raise ValueError(f"flow backend {backend!r} needs penalty {default.penalty!r}, "
+    raise InputError(f"flow backend {backend!r} needs penalty {default.penalty!r}, "
                      f"got {config.penalty!r}")
   return config
 
@@ -67,10 +68,10 @@ def _check_frames(frames0: np.ndarray, frames1: np.ndarray, batched: bool) -> No
   for name, frames in (("frames0", frames0), ("frames1", frames1)):
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != rank:
       dtype = getattr(frames, "dtype", type(frames).__name__)
-      raise ValueError(f"{name}: expected uint8 grey frames {layout}, got {dtype} "
+      raise InputError(f"{name}: expected uint8 grey frames {layout}, got {dtype} "
                        f"of shape {np.shape(frames)}")
     if min(frames.shape[-2:]) < MIN_SIDE:
-      raise ValueError(f"{name}: frames of {frames.shape[-2:]} px are too small, "
+      raise InputError(f"{name}: frames of {frames.shape[-2:]} px are too small, "
                        f"need >= {MIN_SIDE} per side")
   if frames0.shape != frames1.shape:
     raise ValueError(f"frames0 {frames0.shape} and frames1 {frames1.shape} differ in shape")

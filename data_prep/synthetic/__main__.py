@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from data_prep.synthetic import generate
+from rcn_jax import errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
   parser.add_argument("--frames-only", action="store_true",
                       help="generate every sample's frames and motion in this process, timed")
+  errors.add_verbosity_argument(parser)
   args = parser.parse_args(argv)
+  return errors.run_main(lambda: _build(args), verbose=args.verbosity > 0)
+
+
+def _build(args: argparse.Namespace) -> int:
   config = generate.SyntheticConfig(seed=args.seed)
   start = time.perf_counter()
   if args.frames_only:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from rcn_jax import errors
 from rcn_jax.models import rcn, saved, torch_import
 
 _PRESET = flags.DEFINE_enum("preset", None, sorted(rcn.PRESETS), "rcn-jax preset of the weights.")
@@ -22,8 +23,12 @@ _INPUT = flags.DEFINE_string("input", None, "The official state_dict (.npz or .p
 _OUTPUT = flags.DEFINE_string("output", None, "Directory of the saved rcn-jax model.")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
   del argv
+  return errors.run_main(_convert, verbose=flags.FLAGS.verbosity >= 1)
+
+
+def _convert() -> None:
   model, variables = torch_import.from_torch_state_dict(
       _PRESET.value, torch_import.read_state_dict(_INPUT.value), features=_FEATURES.value,
       pool_size=_POOL_SIZE.value, num_classes=_NUM_CLASSES.value,

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rcn_jax import errors
 from rcn_jax.models import attention, blocks, layers
 
 Array = jax.Array
@@ -99,25 +100,25 @@ class RCN(nn.Module):
 
 def validate_architecture(stem: str, layer: str, attention_mode: str, features: int,
                           num_layers: int) -> None:
-  """Raises a ValueError naming the config key when an architecture cannot be built."""
+  """Raises a UserError naming the config key when an architecture cannot be built."""
   if stem not in blocks.STEMS + ("conv5_pool4",):
-    raise ValueError(f"model.stem={stem!r}: expected one of {blocks.STEMS}")
+    raise errors.UserError(f"model.stem={stem!r}: expected one of {blocks.STEMS}")
   if layer not in blocks.LAYERS:
-    raise ValueError(f"model.layer={layer!r}: expected one of {blocks.LAYERS}")
+    raise errors.UserError(f"model.layer={layer!r}: expected one of {blocks.LAYERS}")
   if attention_mode not in ATTENTION_MODES:
-    raise ValueError(f"model.attention={attention_mode!r}: expected one of {ATTENTION_MODES}")
+    raise errors.UserError(f"model.attention={attention_mode!r}: expected one of {ATTENTION_MODES}")
   if (layer == "embedding") != (attention_mode == "embedding"):
-    raise ValueError("model.layer='embedding' and model.attention='embedding' go together")
+    raise errors.UserError("model.layer='embedding' and model.attention='embedding' go together")
   if stem == "wide" and features % 4:
-    raise ValueError(f"model.features={features}: the wide stem splits the channels 1/2, 1/4, "
-                     "1/4, so features must be a multiple of 4")
+    raise errors.UserError(f"model.features={features}: the wide stem splits the channels 1/2, 1/4, "
+                           "1/4, so features must be a multiple of 4")
   if stem == "wide_pooled" and features % 2:
-    raise ValueError(f"model.features={features}: the wide_pooled stem splits the channels in "
-                     "two halves, so features must be even")
+    raise errors.UserError(f"model.features={features}: the wide_pooled stem splits the channels in "
+                           "two halves, so features must be even")
   if features < 1:
-    raise ValueError(f"model.features={features} must be >= 1")
+    raise errors.UserError(f"model.features={features} must be >= 1")
   if num_layers < 0:
-    raise ValueError(f"num_layers={num_layers}: a preset's count of recurrent layers must be >= 0")
+    raise errors.UserError(f"num_layers={num_layers}: a preset's count of recurrent layers must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,7 @@ def create_model(preset: str, *, features: int, pool_size: int, num_classes: int
                                    num_classes=num_classes, dropout_rate=dropout_rate,
                                    reference_quirks=reference_quirks, pytorch_bn=pytorch_bn, steps=steps)
   if preset not in PRESETS:
-    raise ValueError(f"model.preset={preset!r}: expected one of {sorted(PRESETS)}")
+    raise errors.UserError(f"model.preset={preset!r}: expected one of {sorted(PRESETS)}")
   spec = PRESETS[preset]
   return RCN(stem=spec.stem, layer=spec.layer, num_layers=spec.num_layers,
              attention=spec.attention, features=features, pool_size=pool_size,

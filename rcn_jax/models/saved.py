@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rcn_jax.models import rcn
+from rcn_jax import errors
 
 _ARCHITECTURE_KEYS = ("preset", "features", "pool_size", "num_classes", "reference_quirks")
 
@@ -34,12 +35,12 @@ def load_model(directory: str) -> tuple[nn.Module, dict]:
   directory = os.path.abspath(directory)
   path = os.path.join(directory, "model.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: no saved model here (model.json is missing)")
+    raise errors.MissingInput(f"{path}: no saved model here (model.json is missing)")
   with open(path) as f:
     architecture = json.load(f)
   missing = [k for k in _ARCHITECTURE_KEYS if k not in architecture]
   if missing:
-    raise ValueError(f"{path}: missing keys {missing}")
+    raise errors.UserError(f"{path}: missing keys {missing}")
   preset = architecture.pop("preset")
   model = rcn.create_model(preset, **architecture)
   with ocp.StandardCheckpointer() as checkpointer:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rcn_jax.models import rcn
+from rcn_jax import errors
 
 # Modules of the official classes that never enter their forward pass.
 _DEAD_MODULES = {
@@ -90,7 +91,7 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
   spec = rcn.PRESETS[preset]
   if preset == "rcn_f" and not reference_quirks and any(k.startswith("stream3.") for k in
                                                         state_dict):
-    raise ValueError(
+    raise errors.UserError(
         "official RCN-F weights never trained stream 3 (its forward reuses stream 2): import them "
         "with reference_quirks=True, which reproduces that forward")
   abstract = jax.eval_shape(
@@ -122,8 +123,8 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
   if missing:
     errors.append(f"missing keys {missing}")
   if errors:
-    raise ValueError(f"state_dict does not fit preset {preset!r} (fm {features}, pool "
-                     f"{pool_size}, {num_classes} classes): " + "; ".join(errors))
+    raise errors.UserError(f"state_dict does not fit preset {preset!r} (fm {features}, pool "
+                           f"{pool_size}, {num_classes} classes): " + "; ".join(errors))
   return model, flax.traverse_util.unflatten_dict(loaded)
 
 
@@ -144,4 +145,4 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
     loaded = loaded.get("state_dict", loaded)
     return {k: v.detach().numpy() for k, v in loaded.items()}
-  raise ValueError(f"{path}: expected a .npz or .pth state_dict")
+  raise errors.UserError(f"{path}: expected a .npz or .pth state_dict")

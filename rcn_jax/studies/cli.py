@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 from collections.abc import Sequence
 
-from rcn_jax import multihost
+from rcn_jax import errors, multihost
 from rcn_jax.studies.definitions import STUDIES, run_study
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.sources import DataSource, NamedData, tiny_frame_data
@@ -40,6 +39,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--coordinator_address", help="host:port of process 0 of a multi-process study")
   parser.add_argument("--num_processes", type=int, help="processes of a multi-process study")
   parser.add_argument("--process_id", type=int, help="this process's index, 0..num_processes-1")
+  errors.add_verbosity_argument(parser)
   return parser.parse_args(argv)
 
 
@@ -59,20 +59,19 @@ def make_data(args: argparse.Namespace) -> DataSource:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
   args = parse_args(argv)
+  return errors.run_main(lambda: _run_studies(args), verbose=args.verbosity > 0)
+
+
+def _run_studies(args: argparse.Namespace) -> None:
   names = sorted(STUDIES) if args.study == "all" else [args.study]
-  try:
-    if any(n not in STUDIES for n in names):
-      raise ValueError(f"--study={args.study!r}: expected one of {sorted(STUDIES)} or all")
-    if args.distributed or any(v is not None for v in (args.coordinator_address, args.num_processes,
-                                                        args.process_id)):
-      multihost.initialize(args.coordinator_address, args.num_processes, args.process_id)
-    runner = Runner(args.workdir, SCALES[args.scale], make_data(args), args.training, args.dry_run,
-                    main_process=multihost.is_main())
-    for name in names:
-      outputs = run_study(name, runner)
-      if runner.writes:
-        print(f"{name}: {os.path.join(args.workdir, name + '.md')} and {len(outputs.figures)} figure(s)")
-  except (FileNotFoundError, ValueError, KeyError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  return 0
+  if any(n not in STUDIES for n in names):
+    raise errors.UserError(f"--study={args.study!r}: expected one of {sorted(STUDIES)} or all")
+  if args.distributed or any(v is not None for v in (args.coordinator_address, args.num_processes,
+                                                      args.process_id)):
+    multihost.initialize(args.coordinator_address, args.num_processes, args.process_id)
+  runner = Runner(args.workdir, SCALES[args.scale], make_data(args), args.training, args.dry_run,
+                  main_process=multihost.is_main())
+  for name in names:
+    outputs = run_study(name, runner)
+    if runner.writes:
+      print(f"{name}: {os.path.join(args.workdir, name + '.md')} and {len(outputs.figures)} figure(s)")

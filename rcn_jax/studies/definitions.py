@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rcn_jax import plots, protocol
+from rcn_jax import errors, plots, protocol
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.specs import RunSpec
 from rcn_jax.studies.tables import (DATASET_NAMES, Outputs, format_duration, grid_table, paper_name, px,
@@ -343,7 +343,7 @@ def run_study(name: str, runner: Runner) -> Outputs:
     The outputs (Markdown path in `sections`' file, figures, numbers).
   """
   if name not in STUDIES:
-    raise ValueError(f"--study={name!r}: expected one of {sorted(STUDIES)} or all")
+    raise errors.UserError(f"--study={name!r}: expected one of {sorted(STUDIES)} or all")
   os.makedirs(runner.workdir, exist_ok=True)
   outputs = STUDIES[name](runner)
   if runner.writes:

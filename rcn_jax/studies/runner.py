@@ -14,6 +14,7 @@ import ml_collections
 from rcn_jax.data import Composite
 from rcn_jax.studies.sources import DataSource
 from rcn_jax.studies.specs import RunSpec, Scale
+from rcn_jax import errors
 
 
 # Keys the studies add to a config: the engine does not read them, they record how the data was made.
@@ -26,7 +27,7 @@ def _set(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
   for part in filter(None, section.split(".")):
     target = target[part]
   if key not in target and dotted not in RECORDED_KEYS:
-    raise KeyError(f"config has no key {dotted!r}")
+    raise errors.UserError(f"config has no key {dotted!r}")
   target[key] = value
 
 
@@ -50,8 +51,8 @@ def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str
     else:
       module, arg = importlib.import_module(f"configs.{spec.model}"), ""
   except ModuleNotFoundError as error:
-    raise ValueError(f"model {spec.model!r}: no config module configs/{spec.model}.py importable; run from "
-                     "the repository root") from error
+    raise errors.UserError(f"model {spec.model!r}: no config module configs/{spec.model}.py importable; run from "
+                           "the repository root") from error
   if training != "default":
     arg = ",".join(filter(None, (arg, training)))
   config = module.get_config(arg or None)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import protocol
+from rcn_jax import errors, protocol
 from rcn_jax.data import Composite
 from rcn_jax.studies.specs import RunSpec
 
@@ -58,8 +58,8 @@ class NamedData(DataSource):
 
   def _magnified_dir(self) -> str:
     if self.magnified_data_dir is None:
-      raise ValueError("--magnified_data_dir: the magnification study needs the magnified dataset; build it "
-                       "with python -m data_prep.magnify --alpha=A -- <data_prep.build arguments> --out=DIR")
+      raise errors.UserError("--magnified_data_dir: the magnification study needs the magnified dataset; build it "
+                             "with python -m data_prep.magnify --alpha=A -- <data_prep.build arguments> --out=DIR")
     if self.name == "synthetic":
       from data_prep import magnify  # pylint: disable=g-import-not-at-top
       magnify.build_magnified_synthetic(self.magnified_data_dir, self.magnification, backend=self.flow_backend,
