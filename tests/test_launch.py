@@ -58,6 +58,9 @@ def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
   for key in ("uar", "uf1", "per_dataset", "seeds", "config", "versions", "timings"):
     assert key in results
   assert set(results["per_dataset"]) == {"smic"}
+  # The demonstration preset on megc2019 data says once that it is not the paper's protocol.
+  assert "not follow the paper's protocol" in results["protocol_warning"]
+  assert err.count("warning: train.preset='default'") == 1
   assert results["training"]["folds"] == 4 and results["training"]["epochs_trained_max"] == 2
   assert results["config"]["model"]["preset"] == "rcn_f"
   assert results["execution"]["strategy"] == "shard_map" and len(results["execution"]["devices"]) == 4
@@ -72,3 +75,14 @@ def test_default_workdir_is_named_after_the_config():
   import launch as launch_module  # pylint: disable=g-import-not-at-top
   assert launch_module.default_workdir("configs/rcn_f.py") == "runs/rcn_f"
   assert launch_module.default_workdir("configs/depth.py:depth=3,smoke") == "runs/depth_depth=3_smoke"
+
+
+def test_protocol_warning_only_for_the_demo_preset_on_real_data():
+  sys.path.insert(0, str(ROOT))
+  from configs import rcn_f  # pylint: disable=g-import-not-at-top
+  from rcn_jax import train  # pylint: disable=g-import-not-at-top
+  demo, paper = rcn_f.get_config(), rcn_f.get_config("paper")
+  assert train.protocol_warning(demo) is None  # the built-in data
+  demo.data.name = paper.data.name = "megc2019"
+  assert "8-epoch demonstration preset" in train.protocol_warning(demo)
+  assert train.protocol_warning(paper) is None
