@@ -2,9 +2,11 @@
 
 float64 is authoritative: logits, loss, every gradient, BN running statistics after one train
 forward and attention maps within 1e-9. float32 is compared relative to each tensor's scale
-(`rcn_jax.models.parity.FLOAT32`, sized by `benchmarks/float32_spread.py`), so that it holds on
-any x86-64 CPU and on GPU; a float32 gradient mismatch (a ReLU input within rounding of zero) is
-accepted only where the float64 check of the same case passes, and reported as a warning.
+(`rcn_jax.models.parity.FLOAT32`, about 10x the spread that `benchmarks/float32_spread.py` measured
+under one-ulp perturbations and other XLA CPU settings), so that it holds on any x86-64 CPU and on
+GPU; a float32 gradient mismatch (a ReLU input within rounding of zero: the spread run found such
+kinks in RCN_S and RecNet_L3, not only RCN_F/RCN_C) is accepted only where the float64 check of the
+same case passes, and reported as a warning.
 """
 
 import functools
@@ -83,18 +85,22 @@ def test_biased_running_variance_break_fails(precision):
 
 def test_compare_relative_to_scale():
   """A float32 difference counts relative to its tensor's max, not to the element or in absolute terms."""
-  reference = {"eval_logits": np.array([[-8.85, 40.0]]), "train_logits": np.array([[-8.85, 40.0]]),
-               "loss": 100.0, "eval_attention": None, "train_attention": None,
-               "grads": {"params/w": np.array([1.0, -2.0]), "params/stem/main/conv/bias": np.array([1e-6])},
-               "stats": {"batch_stats/bn/var": np.array([2.0, 1.0])}}
-  ours = {**reference, "eval_logits": reference["eval_logits"] + [[3e-4, 0.0]]}
-  assert parity.compare(ours, reference, parity.FLOAT32)["forward"] == []  # 7.5e-6 of max 40
-  ours["train_logits"] = reference["train_logits"] + [[5e-4, 0.0]]  # 1.25e-5 of max
-  assert [f.split(":")[0] for f in parity.compare(ours, reference, parity.FLOAT32)["forward"]] == ["train_logits"]
-  ours = {**reference, "grads": {"params/w": np.array([1.0, -2.0 + 3e-4]),
-                                 "params/stem/main/conv/bias": np.array([3e-4])}}
-  failures = parity.compare(ours, reference, parity.FLOAT32)["grads"]
-  assert [f.split(":")[0] for f in failures] == ["params/w", "params/stem/main/conv/bias"]
+  tol = parity.FLOAT32
+  logits = np.array([[-8.85, 40.0]])
+  reference = {"eval_logits": logits, "train_logits": logits, "loss": 100.0, "eval_attention": None,
+               "train_attention": None, "stats": {"batch_stats/bn/var": np.array([2.0, 1.0])},
+               "grads": {"params/w": np.array([1.0, -2.0]), "params/stem/main/conv/kernel": np.array([50.0]),
+                         "params/stem/main/conv/bias": np.array([1e-6])}}
+  # 0.9 of the bound on the small logit passes; 1.1 of it fails, though tiny next to the logit -8.85.
+  ours = {**reference, "eval_logits": logits + [[0.9 * tol.forward * 40.0, 0.0]],
+          "train_logits": logits + [[1.1 * tol.forward * 40.0, 0.0]]}
+  assert [f.split(":")[0] for f in parity.compare(ours, reference, tol)["forward"]] == ["train_logits"]
+  # Zero-gradient biases are measured against the same conv's kernel gradient (max 50).
+  ours = {**reference, "grads": {**reference["grads"], "params/w": np.array([1.0, -2.0 + 1.1 * tol.grads * 2.0]),
+                                 "params/stem/main/conv/bias": np.array([0.9 * tol.bias_grads * 50.0])}}
+  assert [f.split(":")[0] for f in parity.compare(ours, reference, tol)["grads"]] == ["params/w"]
+  ours["grads"]["params/stem/main/conv/bias"] = np.array([1.1 * tol.bias_grads * 50.0])
+  assert len(parity.compare(ours, reference, tol)["grads"]) == 2
 
 
 def test_vectors_list_their_dead_modules():

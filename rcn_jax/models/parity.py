@@ -54,8 +54,12 @@ class Tolerance:
 
 
 FLOAT64 = Tolerance(forward=1e-9, loss=1e-9, stats=1e-9, grads=1e-9, bias_grads=1e-9, relative=False)
-# Sized by `benchmarks/float32_spread.py` (README "Numerical portability").
-FLOAT32 = Tolerance(forward=1e-5, loss=1e-5, stats=1e-5, grads=1e-4, bias_grads=2e-4, relative=True)
+# Sized by `benchmarks/float32_spread.py` over the 16 recorded cases: the largest float32 spread
+# (one-ulp perturbations of inputs and weights; XLA restricted to AVX or SSE4.2, single-threaded,
+# one core) was 2.2e-6 for logits, 9.9e-7 for the loss, 3.8e-7 for BN statistics, 4.2e-6 for
+# gradients and 1.8e-6 for zero-gradient biases; each bound sits about 10x above that, and far below
+# the deliberate breaks (nearest resize: logits 0.06; biased running variance: statistics 3.9e-5).
+FLOAT32 = Tolerance(forward=2e-5, loss=1e-5, stats=4e-6, grads=1e-4, bias_grads=1e-4, relative=True)
 
 
 @dataclasses.dataclass(frozen=True)
