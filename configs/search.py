@@ -21,10 +21,10 @@ What each mode guarantees (README, "Architecture search"):
 
 Architecture optimiser (DARTS: Adam lr 3e-4, betas (0.5, 0.999), weight decay 1e-3, one architecture
 step per weight step over ~19.5k steps, i.e. up to ~6 logit units of drift). The default search
-makes ~150 architecture steps (25 epochs after warm-up x ~6 batches of 64): at 3e-4 the alphas
-would not move; at 1e-2 an alpha falls from 1 to the floor in ~100 steps and the ranking saturates.
-3e-3 bounds the drift to ~0.45 around the initial 1.0 (ratios up to ~2.6 between candidates, no
-candidate at the floor), keeps DARTS' betas and decay, and alternates as the paper does (one
+makes 125 architecture steps (25 epochs after warm-up x 5 batches of 64 on the built-in data): at
+3e-4 the alphas would not move; at 1e-2 an alpha falls from 1 to the floor in ~100 steps and the
+ranking saturates. 3e-3 bounds the drift to ~0.4 around the initial 1.0 (ratios up to ~2.2
+between candidates, no candidate at the floor), keeps DARTS' betas and decay, and alternates as the paper does (one
 architecture step, then one weight step, per training batch, after a weight-only warm-up). Eq. 8's
 alphas stay at or above `alpha_floor` so no decision dies (search_bilevel.make_arch_optimizer).
 
