@@ -5,8 +5,10 @@ section (`configs/search.py`). It builds the search tasks (`rcn_jax.search_split
 training/validation subjects, never a test subject), alternates architecture and weight steps
 (`rcn_jax.search_bilevel`) on each task with a progress bar, and writes to the workdir:
 `architecture_weights.{json,csv,png}` (the weight table, mean and std over tasks),
-`architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, timings) and
-`architectures/top<i>.py`, the top-k discrete architectures as configs `launch.py` trains.
+`architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, ties, timings,
+cost in device-seconds and FLOPs; strict JSON), `architectures/top<i>.py`, the top-k discrete
+architectures as configs `launch.py` trains, and for `mode=nested` `architectures/per_fold.py`, a
+LOSO config in which each fold trains the top-1 of its own search (`rcn_jax.selection`).
 """
 
 from __future__ import annotations

@@ -169,6 +169,11 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
   assert "rcn_f_fm64_p9_r300: to train" in listed
   assert studies.main(["--study=depth", f"--workdir={tmp_path}", "--dry_run"]) == 0
   assert len(capsys.readouterr().out.splitlines()) == 4 * 9
+  # The search study: 3 searches to run, then (once they exist) their top-3; 9 random picks now.
+  assert studies.main(["--study=search", f"--workdir={tmp_path}", "--dry_run"]) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert listed[:3] == ["search_s0: to search", "search_s1: to search", "search_s2: to search"]
+  assert len(listed) == 3 + 9 and all(line.endswith(": to train") for line in listed[3:])
   assert not os.path.exists(os.path.join(tmp_path, "runs"))
   assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 1
   assert "--study='fig11'" in capsys.readouterr().err
