@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from rcn_jax import plots
-from rcn_jax.studies.runner import Runner, _set
+from rcn_jax.studies.runner import Runner, set_dotted
 from rcn_jax.studies.specs import RunSpec
 from rcn_jax.studies.tables import Outputs, score
 
@@ -60,7 +60,7 @@ def _search_config(runner: Runner, spec: RunSpec, seed: int) -> ml_collections.C
   overrides.update(runner.data.config_overrides(spec))
   overrides.update(runner.scale.search_overrides)
   for dotted, value in overrides.items():
-    _set(config, dotted, value)
+    set_dotted(config, dotted, value)
   config.seeds = (seed,)
   return config
 
@@ -101,9 +101,9 @@ def search_study(runner: Runner) -> Outputs:
   fm, pool, resolution = scale.base
   spec = RunSpec("rcn", fm, pool, resolution, seeds=scale.search_train_seeds)
   summaries = {seed: _run_search(runner, spec, seed) for seed in scale.search_seeds}
-  space = search.make_space(_search_config(runner, spec, scale.search_seeds[0]).search)
-  count = len(scale.search_seeds) * scale.search_top_k
   probe = _search_config(runner, spec, scale.search_seeds[0]).search
+  space = search.make_space(probe)
+  count = len(scale.search_seeds) * scale.search_top_k
   randoms = random_architectures(space, count, np.random.default_rng(scale.search_seeds[0]),
                                  min_gates=probe.min_gates, max_gates=probe.max_gates)
   picks = []  # (group, label, architecture, selection, cost)
