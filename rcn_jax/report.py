@@ -116,6 +116,7 @@ def setup_blocks(results: Mapping[str, Any]) -> list[Block]:
   rows = [
       ["model", f"{model['preset']}: fm {model['features']}, pool {model['pool_size']} × {model['pool_size']}, "
                 f"dropout {model['dropout_rate']}"],
+      ["architecture selection", reporting.selection_text(results)],
       ["data", f"{data['name']} ({data['flow_backend']} flow), datasets {', '.join(data['datasets'])}, "
                f"input {data['resolution']} × {data['resolution']}"
                + (f", motion magnified (alpha {magnification['alpha']})" if magnification else "")],

@@ -160,11 +160,14 @@ def read_train_losses(workdir: str | os.PathLike) -> tuple[list[str], np.ndarray
   return names, losses
 
 
-def write_json(path: str, payload: Mapping[str, Any]) -> None:
-  """Writes JSON through a temporary file and a rename: a killed run never leaves half a file."""
+def write_json(path: str, payload: Mapping[str, Any], *, strict: bool = False) -> None:
+  """Writes JSON through a temporary file and a rename: a killed run never leaves half a file.
+
+  `strict` refuses NaN and infinities (Python's JSON extensions, which other JSON readers reject).
+  """
   temporary = f"{path}.tmp"
   with open(temporary, "w") as stream:
-    json.dump(payload, stream, indent=1, sort_keys=False, default=_jsonable)
+    json.dump(payload, stream, indent=1, sort_keys=False, default=_jsonable, allow_nan=not strict)
   os.replace(temporary, path)
 
 
@@ -236,13 +239,25 @@ def write_confusion_pngs(workdir: str, results: Mapping[str, Any]) -> list[str]:
   return paths
 
 
+def selection_text(results: Mapping[str, Any]) -> str:
+  """`search: <provenance>` and the search's workdir, e.g. `search: nested (runs/search), 3 architectures`."""
+  entry = results.get("selection", {"search": "none"})
+  text = f"search: {entry['search']}"
+  if entry.get("search_workdir"):
+    text += f" ({entry['search_workdir']})"
+  if len(entry.get("architectures", {})) > 1:
+    text += f", {len(entry['architectures'])} architectures over the folds"
+  return text
+
+
 def summary_table(results: Mapping[str, Any]) -> str:
   """A plain-text table: samples, UAR and UF1 (mean +- std over seeds, bootstrap interval) per scope."""
   scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
   seeds = len(results["seeds"])
   header = f"{'scope':<10} {'samples':>7}  {'UAR':>15} {'UF1':>15}  subject-bootstrap intervals"
   protocol_name = results.get("training", {}).get("protocol", "loso").upper()
-  lines = [f"pooled {protocol_name} scores, mean +- std over {seeds} seed(s)", header, "-" * len(header)]
+  lines = [f"pooled {protocol_name} scores, mean +- std over {seeds} seed(s); architecture selection: "
+           f"{selection_text(results)}", header, "-" * len(header)]
   for scope, entry in scopes.items():
     intervals = ""
     if "uar_interval" in entry:

@@ -5,14 +5,17 @@ section (`configs/search.py`). It builds the search tasks (`rcn_jax.search_split
 training/validation subjects, never a test subject), alternates architecture and weight steps
 (`rcn_jax.search_bilevel`) on each task with a progress bar, and writes to the workdir:
 `architecture_weights.{json,csv,png}` (the weight table, mean and std over tasks),
-`architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, timings) and
-`architectures/top<i>.py`, the top-k discrete architectures as configs `launch.py` trains.
+`architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, ties, timings,
+cost in device-seconds and FLOPs; strict JSON), `architectures/top<i>.py`, the top-k discrete
+architectures as configs `launch.py` trains, and for `mode=nested` `architectures/per_fold.py`, a
+LOSO config in which each fold trains the top-1 of its own search (`rcn_jax.selection`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import sys
 import time
@@ -25,7 +28,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import protocol, reporting, search_bilevel, search_export, search_splits
+from rcn_jax import protocol, reporting, search_bilevel, search_export, search_splits, selection
 from rcn_jax.models import supernet
 
 SEARCH_JSON = "search.json"
@@ -170,8 +173,9 @@ def make_space(search: ml_collections.ConfigDict) -> supernet.SearchSpace:
   """The search space a `config.search` section describes."""
   if search.max_hops < 1:
     raise ValueError(f"search.max_hops={search.max_hops} must be >= 1")
-  return supernet.SearchSpace.paper(stems=tuple(search.stems), layers=tuple(search.layers), steps=search.steps,
-                                    max_hops=search.max_hops, gate_output=search.gate_output)
+  return supernet.SearchSpace.paper(stems=tuple(search.stems), ops=tuple(search.ops), steps=search.steps,
+                                    min_steps=search.min_steps, max_hops=search.max_hops,
+                                    gate_output=search.gate_output)
 
 
 def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> None:
@@ -181,7 +185,7 @@ def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
   gateable = sum(name.startswith("gate_") for name in space.decisions())
   if search.min_gates > gateable:
     raise ValueError(f"search.min_gates={search.min_gates}: the space has only {gateable} gated node(s)")
-  for key in ("arch_learning_rate", "arch_b1", "arch_b2"):
+  for key in ("arch_learning_rate", "arch_b1", "arch_b2", "alpha_floor"):
     if not search[key] > 0:
       raise ValueError(f"search.{key}={search[key]} must be positive")
   if config.train.learning_rate <= 0:
@@ -198,29 +202,48 @@ def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
   model, train, search = config.model, config.train, config.search
   return _program(space, model.features, model.pool_size, model.dropout_rate, model.pytorch_bn,
                   train.learning_rate, train.momentum, train.weight_decay, search.arch_learning_rate,
-                  search.arch_b1, search.arch_b2, search.arch_weight_decay, search.mixing, search.order)
+                  search.arch_b1, search.arch_b2, search.arch_weight_decay, search.alpha_floor, search.mixing,
+                  search.order)
 
 
 @functools.lru_cache(maxsize=8)
 def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate, momentum, weight_decay,
-             arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, mixing, order):
+             arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, alpha_floor, mixing, order):
   from rcn_jax import steps  # pylint: disable=g-import-not-at-top
 
   module = supernet.Supernet(space, features, pool_size, len(protocol.CLASS_NAMES), dropout_rate, pytorch_bn)
   arch_optimizer = search_bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
-                                                      weight_decay=arch_weight_decay, mixing=mixing)
+                                                      weight_decay=arch_weight_decay, mixing=mixing,
+                                                      floor=alpha_floor)
   weight_optimizer = steps.make_optimizer(learning_rate, momentum, weight_decay)
   return search_bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
 
 
-def _provenance(mode: str, tasks: list[search_splits.SearchTask]) -> str:
+def _note(mode: str, folds: int) -> str:
   if mode == "once":
     return ("Searched once on a held-out subject split of every subject: a LOSO evaluation of this "
             "architecture tests on subjects the search has seen (training or validation).")
-  folds = sorted({t.fold for t in tasks})
-  return (f"Searched nested in {len(folds)} fold(s), each without its test subject; this architecture "
-          "ranks first on the mean weights over the folds, so it is an honest choice for a fold only "
-          "where that fold's own search ranks it first too (see search.json, per-task top-1).")
+  return (f"Searched nested in {folds} fold(s), each without its test subject, but ranked on the mean "
+          "weights over the folds, so every test subject weighed in; architectures/per_fold.py trains "
+          "each fold with its own fold's choice instead (the honest protocol).")
+
+
+def step_flops(program: search_bilevel.BilevelProgram, example: jax.Array, batch_size: int,
+               alphas: Mapping[str, jax.Array]) -> dict[str, float]:
+  """XLA's FLOP count of one weight step and one architecture step on `[batch_size, H, W, 3]` batches."""
+  init, weight_step, arch_step, _ = program.compiled
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+  state = jax.eval_shape(init, key, jax.ShapeDtypeStruct((1,) + example.shape[1:], example.dtype), alphas)
+  batch = (jax.ShapeDtypeStruct((batch_size,) + example.shape[1:], example.dtype),
+           jax.ShapeDtypeStruct((batch_size,), jnp.int32), jax.ShapeDtypeStruct((batch_size,), jnp.bool_))
+
+  def flops(lowered) -> float:
+    analysis = lowered.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float((analysis or {}).get("flops", float("nan")))
+
+  return {"weight_step": flops(weight_step.lower(state, batch, key)),
+          "arch_step": flops(arch_step.lower(state, batch, batch, key))}
 
 
 def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) -> dict[str, Any]:
@@ -268,7 +291,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
   search_s = time.perf_counter() - started - data_s
   summary = _export(config, workdir, space, composite, results)
   summary["timings"] = {"data_s": data_s, "search_s": search_s, "total_s": time.perf_counter() - started}
-  reporting.write_json(os.path.join(workdir, SEARCH_JSON), summary)
+  per_step = step_flops(program, inputs, settings.batch_size, alphas)
+  weight_steps = settings.epochs * sum(steps_per_epoch)
+  arch_steps = (settings.epochs - settings.warmup_epochs) * sum(steps_per_epoch)
+  summary["cost"] = {
+      "devices": 1, "device_seconds": search_s, "weight_steps": weight_steps, "arch_steps": arch_steps,
+      "flops_per_weight_step": per_step["weight_step"], "flops_per_arch_step": per_step["arch_step"],
+      "flops": weight_steps * per_step["weight_step"] + arch_steps * per_step["arch_step"]}
+  reporting.write_json(os.path.join(workdir, SEARCH_JSON), summary, strict=True)
   print(_summary_text(summary), file=sys.stderr)
   return summary
 
@@ -284,16 +314,36 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
   search_export.plot_weights(os.path.join(workdir, search_export.WEIGHTS_PNG), space, rows, len(results))
   history = {name: np.mean([r.history[name] for r in results], axis=0) for name in decisions}
   search_export.plot_history(os.path.join(workdir, search_export.HISTORY_PNG), space, history)
+  best = lambda weights, k: [(score, supernet.Architecture.from_choices(space, choices)) for score, choices in
+                             search_export.rank_choices(weights, decisions, k, search.max_gates, search.min_gates)]
   mean_weights = {name: np.mean([r.weights[name] for r in results], axis=0) for name in decisions}
-  ranked = [(score, supernet.Architecture.from_choices(space, choices)) for score, choices in
-            search_export.rank_choices(mean_weights, decisions, search.top_k, search.max_gates, search.min_gates)]
+  ranked = best(mean_weights, search.top_k)
   model = {key: config.model[key] for key in ("features", "pool_size", "dropout_rate", "pytorch_bn")}
   data = {key: config.data[key] for key in ("name", "data_dir", "flow_backend", "resolution", "datasets")}
-  paths = search_export.write_configs(workdir, ranked, model, data, _provenance(search.mode, [r.task for r in results]))
+  fold_names = list(dict.fromkeys(r.task.fold for r in results if r.task.fold is not None))
+  provenance = selection.ONCE if search.mode == "once" else selection.NESTED_MEAN
+  paths = search_export.write_configs(workdir, ranked, model, data, provenance, _note(search.mode, len(fold_names)))
+  per_fold = {}
+  for fold in fold_names:  # each fold's own choice: the mean over its seeds' weights, its test subject unseen
+    fold_results = [r for r in results if r.task.fold == fold]
+    per_fold[fold] = best({n: np.mean([r.weights[n] for r in fold_results], axis=0) for n in decisions}, 1)[0][1]
+  per_fold_path = None
+  if per_fold:
+    common = max(per_fold.values(), key=list(per_fold.values()).count)
+    per_fold_path = search_export.write_config(
+        os.path.join(workdir, search_export.CONFIG_DIR, "per_fold.py"),
+        title=f"LOSO with each fold's own searched architecture (nested search in {workdir}).",
+        body=(f"{len(set(per_fold.values()))} distinct architecture(s) over {len(per_fold)} fold(s); each fold "
+              "trains the top-1 of its own search, which never saw its test subject. `model.preset` is the "
+              "most common one, for display; `selection.fold_architectures` decides."),
+        architecture=common, provenance=selection.NESTED, workdir=workdir, model=model, data=data,
+        fold_architectures=tuple((fold, arch.encode()) for fold, arch in per_fold.items()),
+        protocol_lines=(f"  config.protocol.name = {config.protocol.name!r}\n"
+                        f"  config.protocol.max_folds = {config.protocol.max_folds!r}\n"))
   groups = search_splits.subject_groups(composite.subjects, composite.datasets)
   tasks = []
   for r in results:
-    top1 = search_export.rank_choices(r.weights, decisions, 1, search.max_gates, search.min_gates)[0]
+    (score, top1), = best(r.weights, 1)
     tasks.append({
         "name": r.task.name, "fold": r.task.fold, "seed": r.task.seed,
         "train_subjects": sorted(set(groups[r.task.train_indices].tolist())),
@@ -303,14 +353,19 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
         "train_loss": r.train_loss.tolist(), "val_loss": [None if np.isnan(v) else v for v in r.val_loss.tolist()],
         "weights": {k: v.tolist() for k, v in r.weights.items()},
         "alphas": {k: v.tolist() for k, v in r.alphas.items()},
-        "top1": supernet.Architecture.from_choices(space, top1[1]).encode()})
+        "top1": top1.encode(), "ties": search_export.tied_decisions(r.weights, decisions)})
   return {
       "mode": search.mode, "order": search.order, "mixing": search.mixing,
-      "space": {"stems": list(space.stems), "layers": list(space.layers), "steps": space.steps,
+      "space": {"stems": list(space.stems), "states": [list(c) for c in space.states],
                 "decisions": {k: list(v) for k, v in decisions.items()}},
-      "ranked": [{"rank": i + 1, "score": score, "architecture": arch.encode(), "description": arch.describe(),
-                  "paper_preset": arch.paper_name(), "config": path}
+      "ranked": [{"rank": i + 1, "score": score if math.isfinite(score) else None,
+                  "architecture": arch.encode(), "description": arch.describe(),
+                  "paper_preset": arch.paper_name(), "config": path, "selection": provenance}
                  for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
+      "tie_rule": "exact ties go to the simpler candidate: " + " < ".join(supernet.SIMPLICITY),
+      "ties": search_export.tied_decisions(mean_weights, decisions),
+      "per_fold": {"config": per_fold_path, "selection": selection.NESTED,
+                   "architectures": {fold: arch.encode() for fold, arch in per_fold.items()}} if per_fold else None,
       "folds_agree_on_top1": len({t["top1"] for t in tasks}) == 1,
       "tasks": tasks, "data_source": composite.source,
       "config": reporting.config_dict(config)}
@@ -320,7 +375,10 @@ def _summary_text(summary: Mapping[str, Any]) -> str:
   lines = [f"{'rank':>4}  {'score':>8}  architecture"]
   for entry in summary["ranked"]:
     preset = f" (= {entry['paper_preset']})" if entry["paper_preset"] else ""
-    lines.append(f"{entry['rank']:>4}  {entry['score']:>8.4f}  {entry['description']}{preset}")
+    score = "-inf" if entry["score"] is None else f"{entry['score']:.4f}"
+    lines.append(f"{entry['rank']:>4}  {score:>8}  {entry['description']}{preset}")
     lines.append(f"{'':>16}{entry['config']}")
-  lines.append(f"search took {summary['timings']['search_s']:.1f} s")
+  if summary["per_fold"]:
+    lines.append(f"each fold's own architecture: {summary['per_fold']['config']}")
+  lines.append(f"search took {summary['timings']['search_s']:.1f} s, {summary['cost']['flops']:.3g} FLOPs")
   return "\n".join(lines)

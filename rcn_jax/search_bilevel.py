@@ -50,8 +50,9 @@ def mixing_weights(alphas: Mapping[str, Array], mixing: str) -> dict[str, Array]
 
   Args:
     alphas: `{decision: [candidates]}` architecture weights.
-    mixing: `normalized` (Eq. 8: `alpha_i / sum_j alpha_j`, alphas kept non-negative by the
-      optimiser) or `softmax` (DARTS).
+    mixing: `normalized` (Eq. 8: `alpha_i / sum_j alpha_j`; the optimiser keeps every alpha at or
+      above a positive floor, so the sum never vanishes and every weight keeps its gradient) or
+      `softmax` (DARTS).
 
   Returns:
     The weights, same structure.
@@ -59,13 +60,7 @@ def mixing_weights(alphas: Mapping[str, Array], mixing: str) -> dict[str, Array]
   _check_mixing(mixing)
   if mixing == "softmax":
     return {name: jax.nn.softmax(alpha) for name, alpha in alphas.items()}
-  weights = {}
-  for name, alpha in alphas.items():
-    total = jnp.sum(alpha)
-    # All-zero weights (every candidate pushed to the bound) fall back to uniform, not NaN.
-    safe_total = jnp.where(total > 0, total, 1.0)
-    weights[name] = jnp.where(total > 0, alpha / safe_total, jnp.full_like(alpha, 1.0 / alpha.shape[0]))
-  return weights
+  return {name: alpha / jnp.sum(alpha) for name, alpha in alphas.items()}
 
 
 def _check_mixing(mixing: str) -> None:
@@ -73,14 +68,32 @@ def _check_mixing(mixing: str) -> None:
     raise ValueError(f"search.mixing={mixing!r}: expected one of {MIXINGS}")
 
 
+def keep_params_at_least(floor: float) -> optax.GradientTransformation:
+  """Projects every parameter onto `[floor, inf)` after the update (Eq. 8's alphas stay positive)."""
+
+  def update(updates, state, params):
+    projected = jax.tree.map(lambda u, p: jnp.maximum(p + u, floor) - p, updates, params)
+    return projected, state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_arch_optimizer(learning_rate: float, *, b1: float = 0.5, b2: float = 0.999,
-                        weight_decay: float = 1e-3, mixing: str = "normalized") -> optax.GradientTransformation:
-  """Adam for the architecture weights (DARTS' betas), coupled L2 decay, non-negativity for Eq. 8."""
+                        weight_decay: float = 1e-3, mixing: str = "normalized",
+                        floor: float = 1e-2) -> optax.GradientTransformation:
+  """Adam for the architecture weights (DARTS' betas), coupled L2 decay, and for Eq. 8 a floor.
+
+  The floor keeps a candidate pushed down alive: its weight stays at least `floor / sum(alpha)`, the
+  normalisation stays defined, and the gradient still reaches it, so it can come back. A decision
+  whose alphas all sit at the floor is uniform with a live gradient (no dead state).
+  """
   _check_mixing(mixing)
+  if mixing == "normalized" and not floor > 0:
+    raise ValueError(f"search.alpha_floor={floor} must be positive")
   parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
   if mixing == "normalized":
-    parts.append(optax.keep_params_nonnegative())
+    parts.append(keep_params_at_least(floor))
   return optax.chain(*parts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,43 +21,98 @@ HISTORY_PNG = "architecture_weights_history.png"
 CONFIG_DIR = "architectures"
 
 
+# A ranked choice: (zero-weight picks, sum of log weights of the others, {decision: candidate}).
+Ranked = tuple[int, float, dict[str, str]]
+
+
 def rank_choices(weights: Mapping[str, np.ndarray], decisions: Mapping[str, Sequence[str]], k: int,
                  max_gates: int = -1, min_gates: int = 0) -> list[tuple[float, dict[str, str]]]:
-  """The k discrete choices with the largest product of their mixing weights.
+  """The k valid discrete choices with the largest product of their mixing weights (a constrained argmax).
 
-  Decisions are independent, so the best product under bounds on the number of gates follows from
-  keeping, decision by decision, the k best partial choices for every gate count (exact).
+  Without bounds the best is the per-decision argmax (the paper's rule). The constraints are the
+  network's (a skipped state is followed by skipped states and neither gated nor a gate source:
+  `supernet.choice_problem`) and the optional bounds on the gate count. A pick of weight exactly 0
+  (a collapsed decision) counts before the product: the best choice has the fewest such picks,
+  so a decision forced onto a zero weight by a bound cannot hand the choice of another decision
+  to list order. Exact ties go to the simpler candidate (`supernet.SIMPLICITY`), decision by
+  decision in network order, never to the order of the candidates in the config.
 
   Args:
     weights: `{decision: [candidates]}` normalised mixing weights.
-    decisions: `{decision: candidate labels}`; decisions named `gate_*` count a gate unless `none`.
+    decisions: `{decision: candidate labels}`; `gate_*` count a gate unless `none`, `state_*` may `skip`.
     k: how many to return.
     max_gates: at most this many gated nodes (-1: any number).
     min_gates: at least this many gated nodes.
 
   Returns:
-    `(log score, {decision: label})`, best first; ties keep candidate order. Fewer than k when
-    fewer choices satisfy the bounds.
+    `(log score, {decision: label})`, best first; the score is -inf for a choice with a zero
+    weight. Fewer than k when fewer choices satisfy the constraints.
   """
   check_ranking(k, max_gates, min_gates)
-  beams: dict[int, list[tuple[float, tuple[int, ...]]]] = {0: [(0.0, ())]}
   names = list(decisions)
-  for name in names:
-    labels = decisions[name]
-    with np.errstate(divide="ignore"):
-      logs = np.log(np.asarray(weights[name], np.float64))
-    extended: dict[int, list[tuple[float, tuple[int, ...]]]] = {}
-    for gates, entries in beams.items():
-      for score, picks in entries:
-        for index, label in enumerate(labels):
-          count = gates + int(name.startswith("gate_") and label != supernet.NO_GATE)
-          if 0 <= max_gates < count:
+  structure = [n for n in names if not n.startswith("gate_")]
+  gates = [n for n in names if n.startswith("gate_")]
+  steps = max((int(n.split("_")[1]) for n in structure if n.startswith("state_")), default=0)
+  found: list[tuple[tuple, Ranked]] = []
+  for picks in itertools.product(*(range(len(decisions[n])) for n in structure)):
+    fixed = {n: decisions[n][i] for n, i in zip(structure, picks)}
+    if supernet.choice_problem(fixed, steps):
+      continue
+    base = [_pick_score(weights[n][i]) for n, i in zip(structure, picks)]
+    zeros, logs = sum(z for z, _ in base), sum(l for _, l in base)
+    for gate_zeros, gate_logs, gate_choice in _rank_gates(weights, decisions, gates, fixed, k, max_gates,
+                                                          min_gates):
+      choice = {**fixed, **gate_choice}
+      entry = (zeros + gate_zeros, logs + gate_logs, {n: choice[n] for n in names})
+      found.append((_order_key(entry, names), entry))
+  found.sort(key=lambda e: e[0])
+  return [(-math.inf if zeros else logs, choice) for _, (zeros, logs, choice) in found[:k]]
+
+
+def _pick_score(weight: float) -> tuple[int, float]:
+  return (1, 0.0) if weight <= 0 else (0, math.log(float(weight)))
+
+
+def _simplicity(label: str) -> int:
+  return supernet.SIMPLICITY.index(label) if label in supernet.SIMPLICITY else len(supernet.SIMPLICITY)
+
+
+def _order_key(entry: Ranked, names: Sequence[str]) -> tuple:
+  zeros, logs, choice = entry
+  return (zeros, -logs, tuple((_simplicity(choice[n]), choice[n]) for n in names))
+
+
+def _rank_gates(weights, decisions, gates, fixed, k, max_gates, min_gates) -> list[Ranked]:
+  """The k best gate choices for fixed stem and states, per gate count (exact: gates are independent)."""
+  skipped = {n for n, op in fixed.items() if op == supernet.SKIP}
+  beams: dict[int, list[Ranked]] = {0: [(0, 0.0, {})]}
+  for name in gates:
+    extended: dict[int, list[Ranked]] = {}
+    for count, entries in beams.items():
+      for zeros, logs, choice in entries:
+        for index, label in enumerate(decisions[name]):
+          gated = label != supernet.NO_GATE
+          if gated and (name[len("gate_"):] in skipped or label in skipped):
             continue
-          extended.setdefault(count, []).append((score + float(logs[index]), picks + (index,)))
-    beams = {gates: sorted(entries, key=lambda e: (-e[0], e[1]))[:k] for gates, entries in extended.items()}
-  best = sorted((e for gates, entries in beams.items() if gates >= min_gates for e in entries),
-                key=lambda e: (-e[0], e[1]))[:k]
-  return [(score, {name: decisions[name][i] for name, i in zip(names, picks)}) for score, picks in best]
+          total = count + int(gated)
+          if 0 <= max_gates < total:
+            continue
+          pick_zeros, pick_log = _pick_score(weights[name][index])
+          extended.setdefault(total, []).append((zeros + pick_zeros, logs + pick_log, {**choice, name: label}))
+    beams = {count: sorted(entries, key=lambda e: _order_key(e, list(e[2])))[:k]
+             for count, entries in extended.items()}
+  return [e for count, entries in beams.items() if count >= min_gates for e in entries]
+
+
+def tied_decisions(weights: Mapping[str, np.ndarray], decisions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+  """`{decision: candidates}` where two or more candidates share the largest weight exactly."""
+  tied = {}
+  for name, labels in decisions.items():
+    values = np.asarray(weights[name])
+    best = [labels[i] for i in np.flatnonzero(values == values.max())]
+    if len(best) > 1:
+      tied[name] = best
+  return tied
 
 
 def check_ranking(k: int, max_gates: int, min_gates: int) -> None:
@@ -86,7 +142,7 @@ def weight_table(space: supernet.SearchSpace, per_task: Mapping[str, Mapping[str
 
 def write_weight_table(workdir: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
   """`architecture_weights.json` (rows and meta) and `architecture_weights.csv` (the rows, without per-task)."""
-  reporting.write_json(os.path.join(workdir, WEIGHTS_JSON), {**meta, "weights": list(rows)})
+  reporting.write_json(os.path.join(workdir, WEIGHTS_JSON), {**meta, "weights": list(rows)}, strict=True)
   with open(os.path.join(workdir, WEIGHTS_CSV), "w", newline="") as stream:
     writer = csv.writer(stream)
     writer.writerow(["decision", "candidate", "hops", "weight", "std", "rank"])
@@ -152,51 +208,85 @@ def plot_history(path: str, space: supernet.SearchSpace, history: Mapping[str, n
   _save(figure, path, "Architecture weights during the search")
 
 
-_CONFIG_TEMPLATE = '''"""Top-{rank} architecture of the search in {workdir}: {description}.
+_CONFIG_TEMPLATE = '''"""{title}
 
-Score (sum of log mixing weights): {score:.4f}. Same network as preset: {preset}.
-{provenance}
+{body}
+Architecture selection recorded in results.json: `search: {provenance}` (see README, "Architecture search").
 Run: `python launch.py --config={path}` (arguments as in configs/base.py: paper, reference, smoke).
 """
+
+import ml_collections
 
 from configs import base
 
 ARCHITECTURE = "{encoded}"
+FOLD_ARCHITECTURES = {fold_architectures!r}
 
 
 def get_config(arg: str | None = None):
   config = base.make_config(preset=ARCHITECTURE, features={features}, pool_size={pool_size}, arg=arg)
   config.model.dropout_rate = {dropout_rate!r}
   config.model.pytorch_bn = {pytorch_bn!r}
-{data_lines}  return config
+{data_lines}  config.selection = ml_collections.ConfigDict()
+  config.selection.search = {provenance!r}
+  config.selection.search_workdir = {workdir!r}
+  config.selection.fold_architectures = FOLD_ARCHITECTURES
+  return config
 '''
 
 
+def write_config(path: str, *, title: str, body: str, architecture: supernet.Architecture, provenance: str,
+                 workdir: str, model: Mapping[str, Any], data: Mapping[str, Any],
+                 fold_architectures: Sequence[tuple[str, str]] = (), protocol_lines: str = "") -> str:
+  """Writes a config `launch.py` trains: one architecture, or (with `fold_architectures`) one per fold.
+
+  Args:
+    path: the file to write.
+    title: the docstring's first line.
+    body: the docstring's explanation.
+    architecture: the architecture (`model.preset`; a per-fold run uses it for nothing but display).
+    provenance: `rcn_jax.selection.PROVENANCES` entry.
+    workdir: the search's output folder.
+    model: `features`, `pool_size`, `dropout_rate`, `pytorch_bn` of the search.
+    data: the search's `config.data` entries, so the architecture trains on the same data.
+    fold_architectures: `((fold, encoded architecture), ...)` of a nested search.
+    protocol_lines: extra config lines (the nested search's protocol).
+
+  Returns:
+    The path.
+  """
+  data_lines = "".join(f"  config.data.{key} = {value!r}\n" for key, value in data.items() if value is not None)
+  text = _CONFIG_TEMPLATE.format(title=title, body=body, provenance=provenance, path=path,
+                                 encoded=architecture.encode(), fold_architectures=tuple(fold_architectures),
+                                 data_lines=data_lines + protocol_lines, workdir=workdir, **model)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as stream:
+    stream.write(text)
+  return path
+
+
 def write_configs(workdir: str, ranked: Sequence[tuple[float, supernet.Architecture]],
-                  model: Mapping[str, Any], data: Mapping[str, Any], provenance: str) -> list[str]:
+                  model: Mapping[str, Any], data: Mapping[str, Any], provenance: str, note: str) -> list[str]:
   """Writes `architectures/top<i>.py`, one launchable config per ranked architecture.
 
   Args:
     workdir: the search's output folder.
     ranked: `(score, architecture)`, best first.
     model: `features`, `pool_size`, `dropout_rate`, `pytorch_bn` of the search.
-    data: the search's `config.data` entries, so the architecture trains on the same data.
-    provenance: how the search chose it (mode, subjects), quoted in the docstring.
+    data: the search's `config.data` entries.
+    provenance: `rcn_jax.selection.PROVENANCES` entry.
+    note: how the search chose it (mode, subjects), quoted in the docstring.
 
   Returns:
     The written paths.
   """
-  folder = os.path.join(workdir, CONFIG_DIR)
-  os.makedirs(folder, exist_ok=True)
-  data_lines = "".join(f"  config.data.{key} = {value!r}\n" for key, value in data.items() if value is not None)
   paths = []
   for rank, (score, architecture) in enumerate(ranked, start=1):
-    path = os.path.join(folder, f"top{rank}.py")
-    text = _CONFIG_TEMPLATE.format(
-        rank=rank, workdir=workdir, description=architecture.describe(), score=score,
-        preset=architecture.paper_name() or "none", provenance=provenance, path=path,
-        encoded=architecture.encode(), data_lines=data_lines, **model)
-    with open(path, "w") as stream:
-      stream.write(text)
-    paths.append(path)
+    score_text = f"{score:.4f}" if math.isfinite(score) else "-inf (a zero-weight pick was forced)"
+    body = (f"{architecture.describe()}.\nScore (sum of log mixing weights): {score_text}. Same network as "
+            f"preset: {architecture.paper_name() or 'none'}.\n{note}")
+    paths.append(write_config(os.path.join(workdir, CONFIG_DIR, f"top{rank}.py"),
+                              title=f"Top-{rank} architecture of the search in {workdir}.", body=body,
+                              architecture=architecture, provenance=provenance, workdir=workdir, model=model,
+                              data=data))
   return paths

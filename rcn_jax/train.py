@@ -10,6 +10,7 @@ last checkpoint; a finished workdir is reported, not retrained. In a multi-proce
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -25,7 +26,7 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from rcn_jax import checkpoint, errors, folds, models, multihost, protocol, reporting, steps, strategies
+from rcn_jax import checkpoint, errors, folds, models, multihost, protocol, reporting, selection, steps, strategies
 from rcn_jax.data import Composite, check_configured, load_configured
 
 RESULTS = "results.json"
@@ -118,16 +119,21 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f"model.dropout_rate={model.dropout_rate} must be in [0, 1)")
   if model.steps is not None and model.steps < 1:
     raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
-  program = create_program(config, max_train_size=config.train.batch_size)
+  selection.provenance(config)
   size = config.data.resolution
-  try:
-    jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
-  except (TypeError, ValueError) as error:
-    if isinstance(error, errors.UserError):
-      raise
-    raise errors.UserError(f"model.preset={model.preset!r} with model.features={model.features}, "
-                           f"model.pool_size={model.pool_size} cannot take data.resolution={size}: "
-                           f"{errors.one_line(error)}") from error
+  for architecture in sorted({model.preset, *selection.fold_architectures(config).values()}):
+    architecture_config = copy.deepcopy(config)
+    with architecture_config.unlocked():
+      architecture_config.model.preset = architecture
+    program = create_program(architecture_config, max_train_size=config.train.batch_size)
+    try:
+      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+    except (TypeError, ValueError) as error:
+      if isinstance(error, errors.UserError):
+        raise
+      raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
+                             f"model.pool_size={model.pool_size} cannot take data.resolution={size}: "
+                             f"{errors.one_line(error)}") from error
 
 
 def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
@@ -196,9 +202,15 @@ class _Plan:
   execution: dict[str, Any]
 
 
-def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
-  run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
-                                 config.protocol.max_folds)
+def _protocol_folds(config: ml_collections.ConfigDict, composite: Composite) -> list[folds.Fold]:
+  return folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
+                            config.protocol.max_folds)
+
+
+def _plan(config: ml_collections.ConfigDict, composite: Composite, fold_names: tuple[str, ...] | None) -> _Plan:
+  run_folds = _protocol_folds(config, composite)
+  if fold_names is not None:  # one architecture's folds of a per-fold run (rcn_jax.selection)
+    run_folds = [fold for fold in run_folds if fold.name in fold_names]
   devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = _resolve_models_per_call(config)
@@ -246,46 +258,97 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   else:
     composite = composite.select(config.data.datasets)
   timings = {"data_s": time.perf_counter() - started}
-  plan = _plan(config, composite)
   warning = protocol_warning(config)
   if warning and multihost.is_main():
     print(f"warning: {warning}", file=sys.stderr)
-
-  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
-  if checkpoints.latest_epoch() is not None:
-    start_epoch, state = checkpoints.restore(plan.executor.abstract_state())
-  else:
-    start_epoch, state = 0, plan.executor.init(plan.init_keys)
-  if multihost.is_main():
-    print(f"{len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = {plan.layout.num_models} models, "
-          f"strategy {plan.execution['strategy']} on {len(plan.execution['devices'])} device(s) of "
-          f"{jax.process_count()} process(es); {len(composite)} samples from {composite.source}", file=sys.stderr)
-  state, timings["train_s"], timings["first_epoch_s"] = _train(
-      config, plan.executor, checkpoints, state, start_epoch, plan.layout, workdir)
-  checkpoints.close()
-  predict_started = time.perf_counter()
-  probabilities = plan.executor.predict(state)
-  timings["predict_s"] = time.perf_counter() - predict_started
-
-  history, epochs_trained = (table[:plan.layout.num_models]
-                             for table in multihost.to_host((state["loss_history"], state["epochs_trained"])))
-  predictions = reporting.gather_predictions(plan.layout, probabilities, plan.test_indices, plan.test_valid)
+  # One program per architecture: a single one, or one per group of a per-fold run (rcn_jax.selection).
+  groups = selection.group_runs(config, [fold.name for fold in _protocol_folds(config, composite)])
+  parts = [_run_group(group_config, composite, fold_names,
+                      workdir if fold_names is None else os.path.join(workdir, f"architecture_{index}"))
+           for index, (group_config, fold_names) in enumerate(groups)]
+  for key in ("train_s", "first_epoch_s", "predict_s"):
+    timings[key] = sum(part.timings[key] for part in parts)
+  predictions = _merged_predictions([part.predictions for part in parts], config.seeds)
+  history = np.concatenate([part.history for part in parts])
+  epochs_trained = np.concatenate([part.epochs_trained for part in parts])
+  names = [name for part in parts for name in part.names]
   results = reporting.summarize(composite, predictions, protocol.CLASS_NAMES,
                                 bootstrap_resamples=config.report.bootstrap_resamples,
                                 confidence=config.report.confidence)
-  results["training"] = _training_summary(config, history, epochs_trained, len(plan.folds))
-  results["execution"] = {**plan.execution, "processes": jax.process_count(), "resumed_from_epoch": start_epoch}
+  results["training"] = _training_summary(config, history, epochs_trained, sum(p.num_folds for p in parts))
+  results["selection"] = {**selection.provenance(config),
+                          "architectures": {part.architecture: list(part.fold_names) for part in parts}}
+  execution = parts[0].execution
+  if len(parts) > 1:
+    execution = {**execution, "models": sum(p.execution["models"] for p in parts),
+                 "slots": sum(p.execution["slots"] for p in parts), "programs": len(parts)}
+  results["execution"] = {**execution, "processes": jax.process_count(),
+                          "resumed_from_epoch": min(p.start_epoch for p in parts)}
   results["protocol_warning"] = warning
   results["config"] = config_dict
   results["versions"] = _versions()
   timings["total_s"] = time.perf_counter() - started
   results["timings"] = timings
   if multihost.is_main():
-    _write_outputs(workdir, composite, plan.layout, predictions, results, history)
+    _write_outputs(workdir, composite, names, predictions, results, history)
     reporting.write_json(os.path.join(workdir, RESULTS), results)
     print(reporting.summary_table(results))
   multihost.barrier("results_written")
   return results
+
+
+@dataclasses.dataclass(frozen=True)
+class _GroupRun:
+  """What training one program (one architecture, some or all folds) produced."""
+  architecture: str
+  fold_names: tuple[str, ...]
+  num_folds: int
+  names: list[str]
+  predictions: reporting.Predictions
+  history: np.ndarray
+  epochs_trained: np.ndarray
+  execution: dict[str, Any]
+  start_epoch: int
+  timings: dict[str, float]
+
+
+def _run_group(config, composite, fold_names, workdir) -> _GroupRun:
+  """Trains and tests the folds of one program, checkpointing in `workdir`."""
+  plan = _plan(config, composite, fold_names)
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
+  if checkpoints.latest_epoch() is not None:
+    start_epoch, state = checkpoints.restore(plan.executor.abstract_state())
+  else:
+    start_epoch, state = 0, plan.executor.init(plan.init_keys)
+  if multihost.is_main():
+    print(f"{config.model.preset}: {len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = "
+          f"{plan.layout.num_models} models, strategy {plan.execution['strategy']} on "
+          f"{len(plan.execution['devices'])} device(s) of {jax.process_count()} process(es); "
+          f"{len(composite)} samples from {composite.source}", file=sys.stderr)
+  timings = {}
+  state, timings["train_s"], timings["first_epoch_s"] = _train(
+      config, plan.executor, checkpoints, state, start_epoch, plan.layout, workdir)
+  checkpoints.close()
+  predict_started = time.perf_counter()
+  probabilities = plan.executor.predict(state)
+  timings["predict_s"] = time.perf_counter() - predict_started
+  history, epochs_trained = (table[:plan.layout.num_models]
+                             for table in multihost.to_host((state["loss_history"], state["epochs_trained"])))
+  layout = plan.layout
+  names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
+  return _GroupRun(config.model.preset, tuple(f.name for f in plan.folds), len(plan.folds), names,
+                   reporting.gather_predictions(layout, probabilities, plan.test_indices, plan.test_valid),
+                   history, epochs_trained, plan.execution, start_epoch, timings)
+
+
+def _merged_predictions(parts: list[reporting.Predictions], seeds) -> reporting.Predictions:
+  """The rows of every group in `Predictions`' order: seed-major, samples ascending within a seed."""
+  if len(parts) == 1:
+    return parts[0]
+  merged = {name: np.concatenate([getattr(p, name) for p in parts])
+            for name in ("seeds", "folds", "sample_indices", "probabilities")}
+  order = np.lexsort((merged["sample_indices"], [list(seeds).index(s) for s in merged["seeds"]]))
+  return reporting.Predictions(**{name: values[order] for name, values in merged.items()})
 
 
 def _training_summary(config, history, epochs_trained, num_folds) -> dict[str, Any]:
@@ -340,12 +403,11 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
   return state, time.perf_counter() - started, first_epoch_s
 
 
-def _write_outputs(workdir, composite, layout, predictions, results, history):
+def _write_outputs(workdir, composite, names, predictions, results, history):
   reporting.write_predictions_csv(os.path.join(workdir, "predictions.csv"), composite, predictions,
                                   protocol.CLASS_NAMES)
   reporting.write_megc_logs(workdir, composite, predictions)
   reporting.write_confusion_pngs(workdir, results)
-  names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
   reporting.write_train_losses(workdir, names, history)
   with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
     writer.add_scalar("test/uar", results["uar"], 0)

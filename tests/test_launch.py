@@ -70,6 +70,32 @@ def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
   assert log[0] == "smic s01"
 
 
+def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen(data_dir, tmp_path):
+  """`configs/search.py:smoke` (default space, `once`), then a LOSO run of its top-1 export."""
+  search_dir, run_dir = tmp_path / "search", tmp_path / "top1"
+  process = launch(["--config=configs/search.py:smoke", f"--workdir={search_dir}", *tiny_overrides(data_dir)],
+                   cache_dir=tmp_path / "xla", devices=1)
+  out, err = process.communicate(timeout=900)
+  assert process.returncode == 0, err[-3000:]
+  summary = json.loads((search_dir / "search.json").read_text(), parse_constant=_not_json)
+  assert summary["mode"] == "once" and summary["ranked"][0]["selection"] == "once (test subjects seen)"
+  assert set(summary["space"]["stems"]) == {"standard", "wide", "wide_pooled", "conv5_pool"}
+  top1 = summary["ranked"][0]["config"]
+  process = launch([f"--config={top1}:smoke", f"--workdir={run_dir}", *tiny_overrides(data_dir)[:1],
+                    "--config.train.batch_size=32", "--config.report.bootstrap_resamples=0",
+                    "--config.protocol.max_folds=2"], cache_dir=tmp_path / "xla", devices=1)
+  out, err = process.communicate(timeout=600)
+  assert process.returncode == 0, err[-3000:]
+  results = json.loads((run_dir / "results.json").read_text())
+  assert results["selection"]["search"] == "once (test subjects seen)"
+  assert results["selection"]["search_workdir"] == str(search_dir)
+  assert "architecture selection: search: once (test subjects seen)" in out
+
+
+def _not_json(constant):
+  raise ValueError(f"not JSON: {constant}")
+
+
 def test_default_workdir_is_named_after_the_config():
   sys.path.insert(0, str(ROOT))
   import launch as launch_module  # pylint: disable=g-import-not-at-top

@@ -22,6 +22,10 @@ def test_report_of_a_tiny_run(tmp_path_factory, fast_compile, monkeypatch):  # n
   for heading in ("## Setup", "## Results", "## Confusion matrices", "## Learning curves",
                   "## Class activation maps", "## Per-fold accuracy"):
     assert heading in text
+  # How the architecture was chosen: a preset, no search.
+  assert results["selection"] == {"search": "none", "search_workdir": None, "architectures": {"rcn": [
+      f for f in results["per_fold_accuracy"]]}}
+  assert "| architecture selection | search: none |" in text
   # The pooled scores of every scope, as results.json holds them.
   assert f"| composite (all tested samples) | 12 | {results['uar']:.4f} | {results['uf1']:.4f} |" in text
   for dataset, name in (("casme2", "CASME II"), ("smic", "SMIC"), ("samm", "SAMM")):

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import search as search_config  # noqa: E402  (configs/ lives beside the package)
 
-from rcn_jax import search, search_bilevel, search_export, search_splits, train  # noqa: E402
+from rcn_jax import reporting, search, search_bilevel, search_export, search_splits, train  # noqa: E402
 from rcn_jax.data import Composite  # noqa: E402
 from rcn_jax.models import layers, supernet  # noqa: E402
 
@@ -118,51 +118,117 @@ def _tree_differs(a, b):
              for left, right in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_second_order_hypergradient_equals_finite_differences():
-  """float64, a small supernet with every kind of decision, momentum and weight decay in the unroll.
+def _cross_entropy(logits, labels, valid):
+  """Mean cross-entropy over the valid samples, written out (not optax's)."""
+  log_probs = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
+  picked = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  return -jnp.sum(jnp.where(valid, picked, 0.0)) / jnp.sum(valid)
 
-  The finite differences are taken of the unrolled objective written out here from its definition,
-  `L_val(w + sgd_update(grad_w L_train(w, alpha)), alpha)`, not of the program's own objective.
+
+def test_second_order_hypergradient_equals_finite_differences():
+  """float64, central differences of an objective written here from `module.apply` alone.
+
+  A supernet with every kind of decision (stems of two output sizes, per-state modules with skip and
+  the wide conv, gates); the unrolled step has momentum and weight decay. The objective is Eq. 8's
+  normalisation, `module.apply` in training mode, a hand-written cross-entropy and the SGD update
+  `w - lr * (g + wd * w + momentum * trace)`: nothing of the program's own loss or optimiser.
   """
-  space = supernet.SearchSpace.paper(steps=1)
+  lr, momentum, decay = 0.5, 0.9, 5e-4
+  space = supernet.SearchSpace.paper(stems=("standard", "wide", "conv5_pool"), ops=("recurrent", "shortcut_wide"),
+                                     steps=2, min_steps=1)
   net = supernet.Supernet(space, 4, 2, dropout_rate=0.5)
-  weight_optimizer = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.5, momentum=0.9))
+  weight_optimizer = optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr, momentum=momentum))
   program = search_bilevel.BilevelProgram(net, weight_optimizer, search_bilevel.make_arch_optimizer(0.01),
                                           "normalized", 2)
   rng = np.random.default_rng(3)
   with jax.enable_x64(True):
     alphas = {name: jnp.asarray(rng.uniform(0.5, 1.5, len(c))) for name, c in space.decisions().items()}
-    x = jnp.asarray(rng.uniform(size=(12, 12, 12, 3)))
+    # 13 px: conv5_pool gives 4x4, the other stems 5x5, so the per-size branches are exercised.
+    x = jnp.asarray(rng.uniform(size=(12, 13, 13, 3)))
     labels = jnp.asarray(np.arange(12) % 3)
     train_batch = (x[:6], labels[:6], jnp.ones(6, bool))
     val_batch = (x[6:], labels[6:], jnp.asarray([True] * 5 + [False]))
-    # Generic float64 values of the state's shapes (no initialiser to compile), with non-zero
-    # momentum buffers so that the unrolled update depends on them.
+    # Generic float64 values of the state's shapes, with non-zero momentum buffers.
     shapes = jax.eval_shape(program.init, jax.random.key(0), x[:1], alphas)
     state = {name: jax.tree.map(lambda a: jnp.asarray(rng.normal(scale=0.5, size=a.shape)), shapes[name])
              for name in ("params", "batch_stats", "weight_opt_state")}
     state["alphas"] = alphas
+    trace = state["weight_opt_state"][1][0].trace
     key = jax.random.key(2)
+    no_dropout = net.clone(dropout_rate=0.0)
+
+    def loss(module, params, alphas, batch, rngs):
+      inputs, batch_labels, valid = batch
+      weights = {name: alpha / jnp.sum(alpha) for name, alpha in alphas.items()}
+      logits, _ = module.apply({"params": params, "batch_stats": state["batch_stats"]}, inputs, weights,
+                               train=True, mask=valid, rngs=rngs, mutable=["batch_stats"])
+      return _cross_entropy(logits, batch_labels, valid)
 
     # Compiled without backend optimisation: compiling, not running, is what takes time here.
     fast_compile = {"xla_backend_optimization_level": 0}
 
     @functools.partial(jax.jit, compiler_options=fast_compile)
-    def unrolled(alphas):
-      train_loss = lambda params: program.loss(params, state["batch_stats"], alphas, train_batch, key)[0]
-      updates, _ = weight_optimizer.update(jax.grad(train_loss)(state["params"]), state["weight_opt_state"],
-                                           state["params"])
-      return program.loss(optax.apply_updates(state["params"], updates), state["batch_stats"], alphas, val_batch,
-                          None)[0]
+    def objective(alphas):
+      grads = jax.grad(lambda p: loss(net, p, alphas, train_batch, {"dropout": key}))(state["params"])
+      unrolled = jax.tree.map(lambda w, g, t: w - lr * (g + decay * w + momentum * t), state["params"], grads, trace)
+      return loss(no_dropout, unrolled, alphas, val_batch, {})
 
     value, grads = jax.jit(program.hypergradient, compiler_options=fast_compile)(state, train_batch, val_batch, key)
-    np.testing.assert_allclose(value, unrolled(state["alphas"]), rtol=1e-12)
+    np.testing.assert_allclose(value, objective(state["alphas"]), rtol=1e-12)
     eps = 1e-6
     for name, alpha in state["alphas"].items():
       for index in range(alpha.shape[0]):
-        shifted = lambda sign: unrolled({**state["alphas"], name: alpha.at[index].add(sign * eps)})
+        shifted = lambda sign: objective({**state["alphas"], name: alpha.at[index].add(sign * eps)})
         numeric = (shifted(1) - shifted(-1)) / (2 * eps)
-        np.testing.assert_allclose(grads[name][index], numeric, rtol=1e-5, atol=1e-9, err_msg=f"{name}[{index}]")
+        np.testing.assert_allclose(grads[name][index], numeric, rtol=1e-6, err_msg=f"{name}[{index}]")
+
+
+def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_path):
+  """Every non-none gate weight exactly 0: no gate wins, and a forced gate does not decide the stem."""
+  space = supernet.SearchSpace.paper(stems=("standard", "wide"), steps=1, min_steps=1, max_hops=1)
+  decisions = space.decisions()
+  weights = {"stem": np.asarray([0.3, 0.7])}
+  weights.update({name: np.asarray([1.0] + [0.0] * (len(c) - 1)) for name, c in decisions.items() if name != "stem"})
+  (score, best), = search_export.rank_choices(weights, decisions, k=1)
+  assert best == {"stem": "wide", **{name: "none" for name in decisions if name != "stem"}}
+  np.testing.assert_allclose(score, np.log(0.7))
+  # A bound that forces a zero-weight gate: the stem is still the argmax of its own weights, and
+  # the score is -inf, which the search writes as null.
+  forced = search_export.rank_choices(weights, decisions, k=3, min_gates=1)
+  assert [choice["stem"] for _, choice in forced] == ["wide"] * 3
+  assert all(score == -np.inf for score, _ in forced)
+  # Exact ties go to the simpler candidate, whatever the order of the candidates.
+  tied = {"stem": np.asarray([0.5, 0.5]), **{n: w for n, w in weights.items() if n != "stem"}}
+  for order in (("standard", "wide"), ("wide", "standard")):
+    (_, choice), = search_export.rank_choices(tied, {**decisions, "stem": order}, k=1)
+    assert choice["stem"] == "standard"
+  assert search_export.tied_decisions(tied, decisions) == {"stem": ["standard", "wide"]}
+  architecture = supernet.Architecture.from_choices(space, forced[0][1])
+  path = search_export.write_configs(str(tmp_path), [(forced[0][0], architecture)], {
+      "features": 4, "pool_size": 2, "dropout_rate": 0.5, "pytorch_bn": True}, {}, "once (test subjects seen)",
+      "note")[0]
+  assert "-inf (a zero-weight pick was forced)" in pathlib.Path(path).read_text()
+  with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+    reporting.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
+
+
+def test_eq8_weights_have_no_dead_state():
+  """Alphas pushed below the floor stop at it, and a decision with every alpha there still moves."""
+  optimizer = search_bilevel.make_arch_optimizer(0.5, weight_decay=0.0, floor=0.01)
+  alphas = {"d": jnp.asarray([1.0, 1.0, 1.0])}
+  state = optimizer.init(alphas)
+  for _ in range(20):  # a gradient that pushes every alpha down
+    updates, state = optimizer.update({"d": jnp.ones(3)}, state, alphas)
+    alphas = optax.apply_updates(alphas, updates)
+  np.testing.assert_allclose(alphas["d"], [0.01] * 3)
+  weights = lambda a: search_bilevel.mixing_weights({"d": a}, "normalized")["d"]
+  np.testing.assert_allclose(weights(alphas["d"]), [1 / 3] * 3)
+  # The weights still depend on every alpha: a loss on candidate 0's weight has a live gradient.
+  gradient = jax.grad(lambda a: -weights(a)[0])(alphas["d"])
+  assert gradient[0] < 0 < gradient[1]
+  updates, state = optimizer.update({"d": gradient}, state, alphas)
+  revived = optax.apply_updates(alphas, updates)["d"]
+  assert revived[0] > 0.01 and weights(revived)[0] > 1 / 3
 
 
 def fake_subjects():
@@ -246,7 +312,8 @@ def tiny_search_config():
   config.protocol.max_folds = 2
   config.train.batch_size = 8
   config.search.stems = ("standard",)
-  config.search.steps = 1
+  config.search.steps = 2
+  config.search.min_steps = 1
   config.search.max_hops = 1
   config.search.gate_output = False
   config.search.top_k = 3
@@ -272,23 +339,55 @@ def test_search_writes_its_outputs_and_the_top1_config_trains(tmp_path):
     assert not set(task["test_subjects"]) & (set(task["train_subjects"]) | set(task["val_subjects"]))
     assert len(task["train_loss"]) == 2 and task["val_loss"][0] is None and task["val_loss"][1] is not None
   assert len(summary["ranked"]) == 3
-  # The config asks for exactly one attention gate per exported architecture.
-  assert [len(supernet.Architecture.decode(r["architecture"]).gates) for r in summary["ranked"]] == [1, 1, 1]
   assert summary["timings"]["search_s"] > 0
+  assert summary["cost"]["flops"] > summary["cost"]["flops_per_arch_step"] > 0
+  # Strictly valid JSON: no NaN or Infinity anywhere.
+  json.loads((folder / "search.json").read_text(), parse_constant=_refuse)
 
-  top1 = folder / "architectures" / "top1.py"
-  spec = importlib.util.spec_from_file_location("top1", top1)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  trained = module.get_config("smoke")
+  trained = _load_config(folder / "architectures" / "top1.py", "smoke")
   assert trained.model.preset == summary["ranked"][0]["architecture"]
   assert (trained.model.features, trained.data.resolution) == (4, 12)
   trained.protocol.max_folds = 1
-  trained.train.num_epochs = 1
-  trained.train.batch_size = 32
-  trained.parallel.strategy = "loop"
-  trained.parallel.models_per_call = 1
-  trained.report.bootstrap_resamples = 10
+  _small_run(trained)
   results = train.train_and_evaluate(trained, str(tmp_path / "train"), composite=tiny_composite())
   assert 0.0 <= results["uf1"] <= 1.0
   assert os.path.getsize(tmp_path / "train" / "predictions.csv") > 0
+  # A nested search's top-k rank on the mean over folds: every test subject weighed in.
+  assert results["selection"]["search"] == "nested mean over folds (test subjects seen)"
+  assert results["selection"]["search_workdir"] == str(folder)
+
+  # The honest protocol: each fold trains its own fold's architecture; folds with different
+  # architectures train as separate programs, and the results say `nested`.
+  per_fold = _load_config(folder / "architectures" / "per_fold.py", "smoke")
+  assert dict(per_fold.selection.fold_architectures) == summary["per_fold"]["architectures"]
+  first, second = supernet.Architecture("standard", ("recurrent",)), supernet.Architecture(
+      "standard", ("recurrent", "shortcut"), (("state_0", "stem"),))
+  per_fold.selection.fold_architectures = (("casme2/sub01", first.encode()), ("casme2/sub02", second.encode()))
+  _small_run(per_fold)
+  results = train.train_and_evaluate(per_fold, str(tmp_path / "nested"), composite=tiny_composite())
+  assert results["selection"]["search"] == "nested"
+  assert results["selection"]["architectures"] == {first.encode(): ["casme2/sub01"], second.encode(): ["casme2/sub02"]}
+  assert results["execution"]["programs"] == 2
+  assert sorted(results["per_fold_accuracy"]) == ["casme2/sub01", "casme2/sub02"]
+  for index in range(2):  # each program checkpoints in its own folder
+    assert (tmp_path / "nested" / f"architecture_{index}" / "checkpoints").is_dir()
+  assert "architecture selection: search: nested (" in reporting.summary_table(results)
+
+
+def _refuse(constant):
+  raise ValueError(f"not JSON: {constant}")
+
+
+def _load_config(path, arg):
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _small_run(config):
+  config.train.num_epochs = 1
+  config.train.batch_size = 32
+  config.parallel.strategy = "loop"
+  config.parallel.models_per_call = 1
+  config.report.bootstrap_resamples = 10

@@ -169,6 +169,11 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
   assert "rcn_f_fm64_p9_r300: to train" in listed
   assert studies.main(["--study=depth", f"--workdir={tmp_path}", "--dry_run"]) == 0
   assert len(capsys.readouterr().out.splitlines()) == 4 * 9
+  # The search study: 3 searches to run, then (once they exist) their top-3; 9 random picks now.
+  assert studies.main(["--study=search", f"--workdir={tmp_path}", "--dry_run"]) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert listed[:3] == ["search_s0: to search", "search_s1: to search", "search_s2: to search"]
+  assert len(listed) == 3 + 9 and all(line.endswith(": to train") for line in listed[3:])
   assert not os.path.exists(os.path.join(tmp_path, "runs"))
   assert studies.main(["--study=fig11", f"--workdir={tmp_path}"]) == 2
   assert "--study='fig11'" in capsys.readouterr().err
@@ -199,3 +204,35 @@ def test_a_study_over_two_processes_matches_one_process(tmp_path):
   assert (tmp_path / "one" / "pool.md").read_text() == (tmp_path / "two" / "pool.md").read_text()
   run = json.loads(next((tmp_path / "two" / "runs").glob("*/results.json")).read_text())
   assert run["execution"]["processes"] == 2 and len(run["execution"]["devices"]) == 2
+
+
+def test_search_study_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+  """Two search seeds (top-1 each) and two random picks of the same space, all retrained under LOSO."""
+  workdir = str(tmp_path)
+  figures = run_tiny(workdir, ("search",), monkeypatch, capsys)
+  numbers = json.loads(Path(workdir, "search.json").read_text())
+  picks = numbers["picks"]
+  assert [(p["label"], p["group"]) for p in picks] == [("S0#1", "searched"), ("S1#1", "searched"),
+                                                       ("R1", "random"), ("R2", "random")]
+  runs = {}
+  for name in os.listdir(Path(workdir, "runs")):
+    if name.startswith("arch_"):
+      results = json.loads(Path(workdir, "runs", name, "results.json").read_text())
+      runs[(results["config"]["model"]["preset"], results["selection"]["search"])] = results
+  for pick in picks:
+    provenance = "once (test subjects seen)" if pick["group"] == "searched" else "none"
+    results = runs[(pick["architecture"], provenance)]
+    assert pick["uar"][0] == results["uar"] and pick["uf1"][0] == results["uf1"]
+    if pick["group"] == "searched":
+      search = json.loads(Path(workdir, "runs", f"search_s{pick['label'][1]}", "search.json").read_text())
+      assert search["ranked"][0]["architecture"] == pick["architecture"]
+      assert pick["search_flops"] == search["cost"]["flops"] > 0
+      assert pick["search_device_seconds"] == search["cost"]["device_seconds"] > 0
+    else:
+      assert pick["search_flops"] == 0
+  groups = table_rows(Path(workdir, "search.md").read_text(), "## Groups")
+  assert set(groups) == {"group", "searched top-1", "random"}  # top-1 and top-k coincide at k = 1
+  assert groups["random"][0] == "2" and groups["random"][-2:] == ["0", "0"]
+  random_uars = [p["uar"][0] for p in picks if p["group"] == "random"]
+  assert groups["random"][1] == plots.format_mean_std(np.mean(random_uars), np.std(random_uars))
+  assert axes_texts(figures["search.png"])[1] == ["UAR (pooled LOSO)", "UF1 (pooled LOSO)"]

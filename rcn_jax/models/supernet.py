@@ -4,12 +4,19 @@ The network is a chain of nodes: the stem output, the unfolded states of the rec
 (`state_0` is the 1x1 feed-forward branch, `state_i` the i-th application of the shared 3x3 conv)
 and the pooled layer output. Three kinds of decisions are searched, each a weighted sum of its
 candidates (Eq. 8; the weights come normalised from the caller):
-- `stem`: the first layer (`standard`, `wide`, or any stem of `blocks.STEMS` with the same output
-  size);
-- `layer`: how every recurrent state is fed, `recurrent` (block input plus the previous state,
-  Eq. 3) or `shortcut` (block input plus every earlier state, Eq. 6), mixed state by state; each
-  candidate has its own 3x3 conv and batch norm, so a candidate with weight 0 leaves the others'
-  running statistics alone;
+- `stem`: the first layer, any of `SEARCH_STEMS`. Stems with different output sizes (`conv5_pool`:
+  28x28 at 60 px, the others 20x20) cannot be summed as tensors, so the rest of the network (whose
+  weights do not depend on the size) runs once per output size on the weighted sum of that size's
+  stems, and the logits are summed with the size's total stem weight: one-hot weights still give
+  the chosen network exactly.
+- `state_<i>` (i >= 1): the module of the i-th unfolded state (paper Sec. III-C.4: alpha covers the
+  unfolded convolutions too): `recurrent` (conv of the block input plus the previous state, Eq. 3),
+  `shortcut` (conv of the block input plus every earlier state, Eq. 6), their `_wide` forms (the
+  wide expansion in that unfolded conv: three dilated streams, stride 1) and, for states beyond
+  `min_steps`, `skip` (the state repeats the previous one: fewer unfoldings). The plain 3x3 conv
+  and its batch norm are ONE module shared by every plain and shortcut state, as in the recurrent
+  layer; the wide conv is one module shared by every wide state. `state_1` reads the block input
+  plus `state_0` under both connectivities, so it only chooses plain or wide.
 - `gate_<node>`: whether, and from which earlier tensor, the parameter-free attention unit gates the
   node: `none`, `input` (`cam_f` of the flow map) or an earlier node (`cam_p` of its value), the
   latter reached 1, 2 or 3 hops back or being the stem output. A source is the node's value as it
@@ -19,7 +26,8 @@ A decision with a single candidate is not mixed: a space with one candidate ever
 discrete network, with `RCN`'s parameter names (`stem`, `layer_0/feedforward`, `layer_0/recurrent`,
 `classifier_kernel`) and, for the architectures in `PRESET_ARCHITECTURES`, `RCN`'s very program.
 With one-hot mixing weights the supernet computes the chosen discrete network (the other
-candidates are added with weight 0), whose variables `discrete_variables` extracts.
+candidates are added with weight 0), whose variables `discrete_variables` extracts. Running
+statistics differ: in training mode every candidate application updates its module's statistics.
 """
 
 from __future__ import annotations
@@ -40,18 +48,28 @@ INPUT = "input"
 STEM = "stem"
 OUTPUT = "output"
 NO_GATE = "none"
+SKIP = "skip"
 SEARCH_STEMS = ("standard", "wide", "wide_pooled", "conv5_pool")
-SEARCH_LAYERS = ("recurrent", "shortcut")
-# The paper's space (Fig. 6): a standard or wide stem, a plain or shortcut layer, attention from up
-# to three hops back; four states per layer as the paper states for every model (Sec. V-A).
-PAPER_STEMS = ("standard", "wide")
+SEARCH_OPS = ("recurrent", "shortcut", "recurrent_wide", "shortcut_wide")
+# The default space holds every paper preset: all their stems, plain/shortcut states, 2 or 3 steps.
+PAPER_STEMS = SEARCH_STEMS
+PAPER_OPS = ("recurrent", "shortcut")
 PAPER_STEPS = 3
+PAPER_MIN_STEPS = 2
 PAPER_MAX_HOPS = 3
 SEARCHED_PREFIX = "searched:"
-_LAYER_PARAM_SUFFIX = {"recurrent": "plain", "shortcut": "shortcut"}
+PLAIN_CONV = "recurrent"
+WIDE_CONV = "recurrent_wide"
+# Exact ties between candidates go to the simpler one, in this order (never to the config's order).
+SIMPLICITY = (NO_GATE, SKIP, "standard", "wide", "wide_pooled", "conv5_pool", "recurrent", "shortcut",
+              "recurrent_wide", "shortcut_wide")
 
 
 def state_node(index: int) -> str:
+  return f"state_{index}"
+
+
+def state_decision(index: int) -> str:
   return f"state_{index}"
 
 
@@ -60,27 +78,43 @@ def node_chain(steps: int) -> tuple[str, ...]:
   return (INPUT, STEM) + tuple(state_node(i) for i in range(steps + 1)) + (OUTPUT,)
 
 
+def is_wide(op: str) -> bool:
+  return op.endswith("_wide")
+
+
+def connectivity(op: str) -> str:
+  """`recurrent` or `shortcut` of an op (`shortcut_wide` -> `shortcut`)."""
+  return op.removesuffix("_wide")
+
+
+def state_candidates(index: int, ops: Sequence[str], min_steps: int) -> tuple[str, ...]:
+  """The candidates of `state_<index>`: state 1 has no connectivity choice, later states may skip."""
+  if index == 1:
+    ops = tuple(dict.fromkeys("recurrent_wide" if is_wide(op) else "recurrent" for op in ops))
+  return tuple(ops) + ((SKIP,) if index > min_steps else ())
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
   """The candidates of every decision.
 
   Attributes:
-    stems: candidate stems (all with the same output size, so they can be summed).
-    layers: candidate layer types, `recurrent` and/or `shortcut`.
-    steps: applications of the shared 3x3 conv (the layer has `steps + 1` states).
+    stems: candidate stems.
+    states: candidates of `state_1` .. `state_<steps>` (ops of `SEARCH_OPS`, `skip`).
     gates: `(node, sources)` for every node that may be gated, in network order; `sources` lists
       `none` (first, if the gate is optional) and the earlier tensors a map may be computed from.
   """
   stems: tuple[str, ...]
-  layers: tuple[str, ...]
-  steps: int
+  states: tuple[tuple[str, ...], ...]
   gates: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
   def __post_init__(self):
     _check_candidates("stems", self.stems, SEARCH_STEMS)
-    _check_candidates("layers", self.layers, SEARCH_LAYERS)
-    if self.steps < 1:
-      raise ValueError(f"search.steps={self.steps}: the recurrent layer needs at least one step")
+    if not self.states:
+      raise ValueError("search.steps=0: the recurrent layer needs at least one step")
+    for index, candidates in enumerate(self.states, start=1):
+      allowed = state_candidates(index, SEARCH_OPS, 1)
+      _check_candidates(f"states[{index}]", candidates, allowed)
     chain = node_chain(self.steps)
     nodes = [node for node, _ in self.gates]
     if len(set(nodes)) != len(nodes) or nodes != sorted(nodes, key=chain.index):
@@ -95,16 +129,21 @@ class SearchSpace:
         if source != NO_GATE and source not in earlier:
           raise ValueError(f"gate {node!r}: source {source!r} is not an earlier tensor {earlier}")
 
+  @property
+  def steps(self) -> int:
+    return len(self.states)
+
   @classmethod
-  def paper(cls, stems: Sequence[str] = PAPER_STEMS, layers: Sequence[str] = SEARCH_LAYERS,
-            steps: int = PAPER_STEPS, max_hops: int = PAPER_MAX_HOPS,
+  def paper(cls, stems: Sequence[str] = PAPER_STEMS, ops: Sequence[str] = PAPER_OPS,
+            steps: int = PAPER_STEPS, min_steps: int = PAPER_MIN_STEPS, max_hops: int = PAPER_MAX_HOPS,
             gate_output: bool = True) -> SearchSpace:
-    """Every node may be gated, by a map from the input, the stem output or a node 1..max_hops back.
+    """Every node may be gated (or not), by a map from the input, the stem or a node 1..max_hops back.
 
     Args:
       stems: candidate stems.
-      layers: candidate layer types.
-      steps: 3x3 applications per layer.
+      ops: candidate modules of every unfolded state (`SEARCH_OPS`).
+      steps: the most 3x3 applications per layer.
+      min_steps: the fewest; states beyond it may `skip`.
       max_hops: how far back a gate may reach (besides the input and the stem, always allowed).
       gate_output: whether the pooled layer output is a node too (RCN-A/RCN-P place their gate
         there; the paper's top-3 architecture has the attention unit "paralleled with" the layer).
@@ -112,6 +151,9 @@ class SearchSpace:
     Returns:
       The space.
     """
+    if not 1 <= min_steps <= steps:
+      raise ValueError(f"search.min_steps={min_steps}: expected 1 <= min_steps <= search.steps={steps}")
+    _check_candidates("ops", ops, SEARCH_OPS)
     chain = node_chain(steps)
     nodes = chain[1:] if gate_output else chain[1:-1]
     gates = []
@@ -120,14 +162,16 @@ class SearchSpace:
       reachable = {0, 1} | {position - hop for hop in range(1, max_hops + 1)}
       sources = tuple(chain[p] for p in sorted(reachable) if 0 <= p < position)
       gates.append((node, (NO_GATE,) + sources))
-    return cls(tuple(stems), tuple(layers), steps, tuple(gates))
+    states = tuple(state_candidates(i, ops, min_steps) for i in range(1, steps + 1))
+    return cls(tuple(stems), states, tuple(gates))
 
   def gate_sources(self, node: str) -> tuple[str, ...]:
     return dict(self.gates).get(node, ())
 
   def decisions(self) -> dict[str, tuple[str, ...]]:
-    """Every decision with more than one candidate, in network order: `stem`, `layer`, `gate_<node>`."""
-    found = {"stem": self.stems, "layer": self.layers}
+    """Every decision with more than one candidate, in network order: `stem`, `state_<i>`, `gate_<node>`."""
+    found = {"stem": self.stems}
+    found.update({state_decision(i): c for i, c in enumerate(self.states, start=1)})
     found.update({f"gate_{node}": sources for node, sources in self.gates})
     return {name: candidates for name, candidates in found.items() if len(candidates) > 1}
 
@@ -136,64 +180,101 @@ class SearchSpace:
     chain = node_chain(self.steps)
     return chain.index(node) - chain.index(source)
 
+  def ops(self) -> set[str]:
+    return {op for candidates in self.states for op in candidates if op != SKIP}
+
 
 def _check_candidates(key: str, given: Sequence[str], allowed: Sequence[str]) -> None:
   if not given or len(set(given)) != len(given) or any(c not in allowed for c in given):
     raise ValueError(f"search.{key}={list(given)}: expected distinct entries of {list(allowed)}")
 
 
+def choice_problem(choices: Mapping[str, str], steps: int) -> str | None:
+  """Why a full choice `{decision: candidate}` is no network (None when it is one).
+
+  A skipped state must be followed by skipped states only, and is neither gated nor a gate source.
+  """
+  picked = [choices.get(state_decision(i)) for i in range(1, steps + 1)]
+  skipped = {state_node(i) for i, op in enumerate(picked, start=1) if op == SKIP}
+  first = min((i for i, op in enumerate(picked, start=1) if op == SKIP), default=None)
+  if first is not None and any(op != SKIP for op in picked[first:]):
+    return f"state_{first} skips but a later state does not"
+  for name, source in choices.items():
+    if name.startswith("gate_") and source != NO_GATE and (name[len("gate_"):] in skipped or source in skipped):
+      return f"{name}={source} involves a skipped state"
+  return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-  """A discrete architecture of the space: one stem, one layer type, a set of gates.
+  """A discrete architecture of the space: one stem, a module per unfolded state, a set of gates.
 
   Attributes:
     stem: the stem.
-    layer: `recurrent` or `shortcut`.
-    steps: 3x3 applications of the layer.
+    states: the op of `state_1` .. `state_<steps>` (`SEARCH_OPS`; `state_1`'s is plain or wide).
     gates: `(node, source)` for every gated node, in network order.
   """
   stem: str
-  layer: str
-  steps: int
+  states: tuple[str, ...]
   gates: tuple[tuple[str, str], ...] = ()
 
   def __post_init__(self):
     self.space()  # validates
 
+  @property
+  def steps(self) -> int:
+    return len(self.states)
+
+  @classmethod
+  def uniform(cls, stem: str, layer: str, steps: int, gates: tuple[tuple[str, str], ...] = ()) -> Architecture:
+    """Every state of one layer type (`recurrent` or `shortcut`), as `blocks.RecurrentLayer` builds it."""
+    return cls(stem, ("recurrent",) + (layer,) * (steps - 1), gates)
+
   def space(self) -> SearchSpace:
     """The space with this architecture as its only member."""
-    return SearchSpace((self.stem,), (self.layer,), self.steps,
+    return SearchSpace((self.stem,), tuple((op,) for op in self.states),
                        tuple((node, (source,)) for node, source in self.gates))
+
+  def choices(self) -> dict[str, str]:
+    """`{decision: candidate}` of this architecture in a space with `steps` states or more."""
+    picked = {"stem": self.stem}
+    picked.update({state_decision(i): op for i, op in enumerate(self.states, start=1)})
+    picked.update({f"gate_{node}": source for node, source in self.gates})
+    return picked
 
   @classmethod
   def from_choices(cls, space: SearchSpace, choices: Mapping[str, str]) -> Architecture:
     """The architecture that picks `choices[decision]` (decisions with one candidate take it)."""
     pick = lambda name, candidates: choices.get(name, candidates[0])
-    gates = tuple((node, pick(f"gate_{node}", sources)) for node, sources in space.gates)
-    return cls(pick("stem", space.stems), pick("layer", space.layers), space.steps,
-               tuple((node, source) for node, source in gates if source != NO_GATE))
+    full = {"stem": pick("stem", space.stems)}
+    full.update({state_decision(i): pick(state_decision(i), c) for i, c in enumerate(space.states, start=1)})
+    full.update({f"gate_{node}": pick(f"gate_{node}", sources) for node, sources in space.gates})
+    problem = choice_problem(full, space.steps)
+    if problem:
+      raise ValueError(f"choice {full} is no network: {problem}")
+    states = tuple(full[state_decision(i)] for i in range(1, space.steps + 1) if full[state_decision(i)] != SKIP)
+    gates = tuple((node, full[f"gate_{node}"]) for node, _ in space.gates if full[f"gate_{node}"] != NO_GATE)
+    return cls(full["stem"], states, gates)
 
   def encode(self) -> str:
-    """A one-line description, usable as a model preset: `searched:stem=wide,layer=...,gates=...`."""
+    """A one-line description, usable as a model preset: `searched:stem=wide,states=a+b,gates=...`."""
     gates = "+".join(f"{node}<{source}" for node, source in self.gates) or NO_GATE
-    return f"{SEARCHED_PREFIX}stem={self.stem},layer={self.layer},steps={self.steps},gates={gates}"
+    return f"{SEARCHED_PREFIX}stem={self.stem},states={'+'.join(self.states)},gates={gates}"
 
   @classmethod
   def decode(cls, text: str) -> Architecture:
-    """Parses `encode`'s output; a malformed description raises a ValueError naming the part."""
+    """Parses `encode`'s output (or the older `layer=...,steps=...` form); a malformed one names the part."""
     if not text.startswith(SEARCHED_PREFIX):
       raise ValueError(f"architecture {text!r} must start with {SEARCHED_PREFIX!r}")
     fields = {}
     for token in text[len(SEARCHED_PREFIX):].split(","):
       key, has_value, value = token.partition("=")
-      if not has_value or key not in ("stem", "layer", "steps", "gates") or key in fields:
-        raise ValueError(f"architecture {text!r}: bad part {token!r}; expected stem=, layer=, steps=, "
-                         "gates= once each")
+      if not has_value or key not in ("stem", "states", "layer", "steps", "gates") or key in fields:
+        raise ValueError(f"architecture {text!r}: bad part {token!r}; expected stem=, states=, gates= once each")
       fields[key] = value
-    if len(fields) != 4:
-      raise ValueError(f"architecture {text!r}: missing {sorted({'stem', 'layer', 'steps', 'gates'} - set(fields))}")
-    if not fields["steps"].isdigit():
-      raise ValueError(f"architecture {text!r}: steps={fields['steps']!r} is not a number")
+    expected = {"stem", "states", "gates"} if "states" in fields else {"stem", "layer", "steps", "gates"}
+    if set(fields) != expected:
+      raise ValueError(f"architecture {text!r}: missing {sorted(expected - set(fields))}")
     gates = []
     if fields["gates"] != NO_GATE:
       for gate in fields["gates"].split("+"):
@@ -201,15 +282,18 @@ class Architecture:
         if not has_source:
           raise ValueError(f"architecture {text!r}: gate {gate!r} must read node<source")
         gates.append((node, source))
-    return cls(fields["stem"], fields["layer"], int(fields["steps"]), tuple(gates))
+    if "states" in fields:
+      return cls(fields["stem"], tuple(fields["states"].split("+")), tuple(gates))
+    if not fields["steps"].isdigit():
+      raise ValueError(f"architecture {text!r}: steps={fields['steps']!r} is not a number")
+    return cls.uniform(fields["stem"], fields["layer"], int(fields["steps"]), tuple(gates))
 
   def describe(self) -> str:
-    """Readable form, e.g. `wide stem, shortcut layer x3, attention state_0 <- stem (1 hop)`."""
+    """Readable form, e.g. `wide stem, states recurrent+shortcut+shortcut, attention state_0 <- stem (1 hop)`."""
     hops_of = self.space().hops
     gates = ", ".join(f"{node} <- {source} ({hops_of(node, source)} hop"
                       f"{'s' if hops_of(node, source) > 1 else ''})" for node, source in self.gates)
-    return (f"{self.stem} stem, {self.layer} layer x{self.steps}, "
-            f"attention {gates or 'none'}")
+    return f"{self.stem} stem, states {'+'.join(self.states)}, attention {gates or 'none'}"
 
   def paper_name(self) -> str | None:
     """The paper's preset this architecture is (`rcn_f`, ...), if any."""
@@ -218,13 +302,13 @@ class Architecture:
 
 # The paper's presets as architectures of the space (official step counts; no reference quirks).
 PRESET_ARCHITECTURES: dict[str, Architecture] = {
-    "rcn": Architecture("conv5_pool", "recurrent", 2),
-    "rcn_a": Architecture("conv5_pool", "recurrent", 2, ((OUTPUT, STEM),)),
-    "rcn_s": Architecture("conv5_pool", "shortcut", 3),
-    "rcn_w": Architecture("wide", "recurrent", 2),
-    "rcn_c": Architecture("wide", "shortcut", 3, ((STEM, INPUT),)),
-    "rcn_f": Architecture("wide", "shortcut", 3, ((state_node(0), STEM),)),
-    "rcn_p": Architecture("wide_pooled", "shortcut", 3, ((OUTPUT, STEM),)),
+    "rcn": Architecture.uniform("conv5_pool", "recurrent", 2),
+    "rcn_a": Architecture.uniform("conv5_pool", "recurrent", 2, ((OUTPUT, STEM),)),
+    "rcn_s": Architecture.uniform("conv5_pool", "shortcut", 3),
+    "rcn_w": Architecture.uniform("wide", "recurrent", 2),
+    "rcn_c": Architecture.uniform("wide", "shortcut", 3, ((STEM, INPUT),)),
+    "rcn_f": Architecture.uniform("wide", "shortcut", 3, ((state_node(0), STEM),)),
+    "rcn_p": Architecture.uniform("wide_pooled", "shortcut", 3, ((OUTPUT, STEM),)),
 }
 
 
@@ -235,36 +319,68 @@ def _mix(weights: Array | None, outputs: Sequence[Array]) -> Array:
   return sum(weights[i] * output for i, output in enumerate(outputs))
 
 
-class SearchableLayer(nn.Module):
-  """The recurrent layer with its connectivity mixed per state and a gate hook on every state.
+class WideConv(nn.Module):
+  """The wide expansion of an unfolded conv: three dilated 3x3 streams (fm/2, fm/4, fm/4), stride 1.
 
-  With one layer type it computes exactly `blocks.RecurrentLayer` (and its `embedding` form when
-  `state_0` is gated from the layer input).
+  `[N, H, W, fm]` -> `[N, H, W, fm]`; each stream Conv -> BN -> ReLU as the plain unfolded conv.
   """
-  kinds: tuple[str, ...]
   features: int
-  dropout_rate: float
-  steps: int
   unbiased_running_var: bool = True
 
   @nn.compact
-  def __call__(self, x: Array, weights: Array | None, *, train: bool, mask: Array | None,
+  def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+    half = self.features // 2
+    widths = (half, half // 2, half // 2)
+    return jnp.concatenate([
+        blocks.ConvBN(width, 3, padding=dilation, dilation=dilation,
+                      unbiased_running_var=self.unbiased_running_var, name=f"stream{dilation}")(
+                          x, train=train, mask=mask)
+        for dilation, width in enumerate(widths, start=1)], axis=-1)
+
+
+class SearchableLayer(nn.Module):
+  """The recurrent layer with a module decision per unfolded state and a gate hook on every state.
+
+  With one layer type in every state it computes exactly `blocks.RecurrentLayer` (and its
+  `embedding` form when `state_0` is gated from the layer input), op for op.
+  """
+  states: tuple[tuple[str, ...], ...]
+  features: int
+  dropout_rate: float
+  unbiased_running_var: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, weights: Mapping[str, Array], *, train: bool, mask: Array | None,
                gate: Callable[[str, Array], Array]) -> Array:
     """`x [N, H, W, fm]` -> `[N, H // 2, W // 2, fm]`; `gate(node, value)` gates each state."""
-    conv_bn = lambda size, padding, name: blocks.ConvBN(
-        self.features, size, padding=padding, unbiased_running_var=self.unbiased_running_var, name=name)
-    feedforward = conv_bn(1, 0, "feedforward")
-    shared = {kind: conv_bn(3, 1, "recurrent" if len(self.kinds) == 1 else
-                            f"recurrent_{_LAYER_PARAM_SUFFIX[kind]}") for kind in self.kinds}
+    ops = {op for candidates in self.states for op in candidates if op != SKIP}
+    conv = {}
+    if any(not is_wide(op) for op in ops):
+      conv[PLAIN_CONV] = blocks.ConvBN(self.features, 3, padding=1,
+                                       unbiased_running_var=self.unbiased_running_var, name=PLAIN_CONV)
+    if any(is_wide(op) for op in ops):
+      conv[WIDE_CONV] = WideConv(self.features, self.unbiased_running_var, name=WIDE_CONV)
+    feedforward = blocks.ConvBN(self.features, 1, unbiased_running_var=self.unbiased_running_var,
+                                name="feedforward")
     y = gate(state_node(0), feedforward(x, train=train, mask=mask))
     # The operations of blocks.RecurrentLayer in its order: a single layer type is its program.
-    shortcut = "shortcut" in self.kinds
-    total = x + y if shortcut else None
-    for step in range(1, self.steps + 1):
-      outputs = [shared[kind](x + y if kind == "recurrent" else total, train=train, mask=mask)
-                 for kind in self.kinds]
-      y = gate(state_node(step), _mix(weights, outputs))
-      if shortcut and step < self.steps:
+    later_shortcut = [any(connectivity(op) == "shortcut" for c in self.states[i:] for op in c)
+                      for i in range(len(self.states))]
+    total = x + y if later_shortcut[0] else None
+    for step, candidates in enumerate(self.states, start=1):
+      outputs = []
+      for op in candidates:
+        if op == SKIP:
+          outputs.append(y)
+        else:
+          # State 1 reads x + state_0 either way: the running sum, when it exists, is that tensor.
+          if connectivity(op) == "shortcut" or (step == 1 and total is not None):
+            layer_input = total
+          else:
+            layer_input = x + y
+          outputs.append(conv[WIDE_CONV if is_wide(op) else PLAIN_CONV](layer_input, train=train, mask=mask))
+      y = gate(state_node(step), _mix(weights.get(state_decision(step)), outputs))
+      if step < len(self.states) and later_shortcut[step]:
         total = total + y
     return nn.Dropout(self.dropout_rate, deterministic=not train)(layers.max_pool(y, 2))
 
@@ -289,7 +405,10 @@ class Supernet(nn.Module):
 
   def __post_init__(self):
     for stem in self.space.stems:
-      rcn.validate_architecture(stem, self.space.layers[0], "none", self.features, 1)
+      rcn.validate_architecture(stem, "recurrent", "none", self.features, 1)
+    if any(is_wide(op) for op in self.space.ops()) and self.features % 4:
+      raise ValueError(f"model.features={self.features}: wide unfolded convs split the channels 1/2, 1/4, "
+                       "1/4, so features must be a multiple of 4")
     super().__post_init__()
 
   @nn.compact
@@ -315,15 +434,51 @@ class Supernet(nn.Module):
     kernel = self.param("classifier_kernel", nn.initializers.normal(0.01),
                         (pool * pool * fm, self.num_classes), jnp.float32)
     bias = self.param("classifier_bias", nn.initializers.zeros, (self.num_classes,), jnp.float32)
-    values = {INPUT: x}
+    input_maps: dict[str, Array] = {}
+
+    def input_map() -> Array:
+      if INPUT not in input_maps:
+        input_maps[INPUT] = attention.cam_f(layers.adaptive_avg_pool(x, pool), kernel, pool)
+      return input_maps[INPUT]
+
+    if any(INPUT in sources for _, sources in self.space.gates):
+      input_map()  # before the stem, where RCN computes it, so RCN-C is RCN's program
+    stems = [blocks.Stem(kind, fm, self.dropout_rate, unbiased_running_var=self.unbiased_running_var,
+                         name=STEM if len(self.space.stems) == 1 else f"stem_{kind}")(
+                             x, train=train, mask=mask) for kind in self.space.stems]
+    layer = SearchableLayer(self.space.states, fm, self.dropout_rate, self.unbiased_running_var, name="layer_0")
+    branch = lambda stem_value: self._branch(stem_value, weights, kernel, bias, layer, input_map,
+                                             train=train, mask=mask)
+    if len(stems) == 1:
+      return branch(stems[0])
+    stem_weights = weights["stem"]
+    sizes = list(dict.fromkeys(s.shape[1:3] for s in stems))
+    if len(sizes) == 1:
+      return branch(_mix(stem_weights, stems))
+    logits = 0.0
+    for size in sizes:
+      members = [i for i, s in enumerate(stems) if s.shape[1:3] == size]
+      group_weight = sum(stem_weights[i] for i in members)
+      # A size whose stems all weigh 0 (one-hot weights) still runs, then counts 0 times.
+      safe = jnp.where(group_weight > 0, group_weight, 1.0)
+      inner = [jnp.where(group_weight > 0, stem_weights[i] / safe, 1.0 / len(members)) for i in members]
+      logits = logits + group_weight * branch(sum(w * stems[i] for w, i in zip(inner, members)))
+    return logits
+
+  def _branch(self, stem_value: Array, weights: Mapping[str, Array], kernel: Array, bias: Array,
+              layer: SearchableLayer, input_map: Callable[[], Array], *, train: bool,
+              mask: Array | None) -> Array:
+    """Logits `[N, C]` of the network after the stem, on the (mixed) stem output `[N, H', W', fm]`."""
+    pool = self.pool_size
+    values: dict[str, Array] = {}
     maps: dict[str, Array] = {}
 
     def attention_map(source: str) -> Array:
       """`[N, P, P]` map of a source, computed once however many nodes it gates."""
+      if source == INPUT:
+        return input_map()
       if source not in maps:
-        pooled = layers.adaptive_avg_pool(values[source], pool)
-        maps[source] = (attention.cam_f(pooled, kernel, pool) if source == INPUT
-                        else attention.cam_p(pooled, kernel))
+        maps[source] = attention.cam_p(layers.adaptive_avg_pool(values[source], pool), kernel)
       return maps[source]
 
     def resized_map(source: str, size: tuple[int, ...]) -> Array:
@@ -344,18 +499,8 @@ class Supernet(nn.Module):
       values[node] = value
       return value
 
-    if any(INPUT in sources for _, sources in self.space.gates):
-      attention_map(INPUT)  # before the stem, where RCN computes it, so RCN-C is RCN's program
-    stems = [blocks.Stem(kind, fm, self.dropout_rate, unbiased_running_var=self.unbiased_running_var,
-                         name=STEM if len(self.space.stems) == 1 else f"stem_{kind}")(
-                             x, train=train, mask=mask) for kind in self.space.stems]
-    if len({s.shape for s in stems}) > 1:
-      raise ValueError(f"search.stems={list(self.space.stems)} give outputs of different sizes "
-                       f"{[s.shape[1:3] for s in stems]}; mixed stems must agree")
-    y = gate(STEM, _mix(weights.get("stem"), stems))
-    y = SearchableLayer(self.space.layers, fm, self.dropout_rate, self.space.steps,
-                        self.unbiased_running_var, name="layer_0")(
-                            y, weights.get("layer"), train=train, mask=mask, gate=gate)
+    y = gate(STEM, stem_value)
+    y = layer(y, weights, train=train, mask=mask, gate=gate)
     pooled = gate(OUTPUT, layers.adaptive_avg_pool(y, pool))
     return pooled.reshape(pooled.shape[0], -1) @ kernel + bias
 
@@ -372,13 +517,10 @@ def discrete_variables(variables: Mapping[str, Any], space: SearchSpace,
   Returns:
     `{collection: tree}` with the discrete network's (and `RCN`'s) parameter names.
   """
-  if (architecture.stem not in space.stems or architecture.layer not in space.layers
-      or architecture.steps != space.steps
-      or any(source not in space.gate_sources(node) for node, source in architecture.gates)):
+  if not is_member(space, architecture):
     raise ValueError(f"{architecture.encode()} is not in the search space")
   stem_name = STEM if len(space.stems) == 1 else f"stem_{architecture.stem}"
-  recurrent_name = ("recurrent" if len(space.layers) == 1 else
-                    f"recurrent_{_LAYER_PARAM_SUFFIX[architecture.layer]}")
+  convs = {WIDE_CONV if is_wide(op) else PLAIN_CONV for op in architecture.states}
   extracted = {}
   for collection, tree in variables.items():
     picked = {key: tree[key] for key in ("classifier_kernel", "classifier_bias") if key in tree}
@@ -386,10 +528,31 @@ def discrete_variables(variables: Mapping[str, Any], space: SearchSpace,
       picked[STEM] = tree[stem_name]
     if "layer_0" in tree:
       layer = tree["layer_0"]
-      picked["layer_0"] = {name: layer[source] for name, source in
-                           (("feedforward", "feedforward"), ("recurrent", recurrent_name)) if source in layer}
+      picked["layer_0"] = {name: layer[name] for name in ("feedforward",) + tuple(sorted(convs)) if name in layer}
     extracted[collection] = picked
   return extracted
+
+
+def is_member(space: SearchSpace, architecture: Architecture) -> bool:
+  """Whether the space can express the architecture (its skipped states filling the missing steps)."""
+  if architecture.stem not in space.stems or architecture.steps > space.steps:
+    return False
+  states = architecture.states + (SKIP,) * (space.steps - architecture.steps)
+  if any(op not in candidates for op, candidates in zip(states, space.states)):
+    return False
+  gated = dict(architecture.gates)
+  return all((gated.get(node, NO_GATE) in sources) for node, sources in space.gates) and \
+      all(node in dict(space.gates) for node in gated)
+
+
+def one_hot_weights(space: SearchSpace, architecture: Architecture) -> dict[str, Array]:
+  """Mixing weights that put all mass on `architecture`'s candidates (its missing states skip)."""
+  if not is_member(space, architecture):
+    raise ValueError(f"{architecture.encode()} is not in the search space")
+  choice = architecture.choices()
+  return {name: jnp.asarray([float(c == choice.get(name, SKIP if name.startswith("state_") else NO_GATE))
+                             for c in candidates])
+          for name, candidates in space.decisions().items()}
 
 
 def searched_model(architecture: str | Architecture, *, features: int, pool_size: int,

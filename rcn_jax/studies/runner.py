@@ -21,7 +21,8 @@ from rcn_jax import errors
 RECORDED_KEYS = ("data.magnification",)
 
 
-def _set(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+def set_dotted(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+  """Sets `section.key` of a config; a key the config lacks is a KeyError naming it."""
   section, _, key = dotted.rpartition(".")
   target = config
   for part in filter(None, section.split(".")):
@@ -62,7 +63,7 @@ def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str
   overrides.update(scale.overrides)
   overrides.update(extra or {})
   for dotted, value in overrides.items():
-    _set(config, dotted, value)
+    set_dotted(config, dotted, value)
   config.seeds = tuple(spec.seeds)
   return config
 

@@ -64,6 +64,10 @@ class Scale:
   comparison_seeds: tuple[int, ...]
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   comparison_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  search_seeds: tuple[int, ...] = (0, 1, 2)  # one `once` search per seed (the search study)
+  search_top_k: int = 3  # exported and retrained per search; the random baseline draws seeds x top_k
+  search_train_seeds: tuple[int, ...] = (0, 1, 2)  # LOSO training seeds of every retrained pick
+  search_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # on configs/search.py
 
 
 FIVE = ("rcn", "rcn_a", "rcn_s", "rcn_w", "rcn_f")
@@ -86,5 +90,9 @@ SCALES = {
         overrides={"train.num_epochs": 1, "train.batch_size": 16, "train.learning_rate": 0.05,
                    "protocol.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
                    "report.bootstrap_resamples": 0},
-        comparison_overrides={"protocol.max_folds": 2}),
+        comparison_overrides={"protocol.max_folds": 2},
+        search_seeds=(0, 1), search_top_k=1, search_train_seeds=(0,),
+        search_overrides={"search.epochs": 2, "search.warmup_epochs": 1, "train.batch_size": 16,
+                          "search.stems": ("standard", "conv5_pool"), "search.steps": 2, "search.min_steps": 1,
+                          "search.max_hops": 1, "search.gate_output": False}),
 }
