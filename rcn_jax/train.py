@@ -68,11 +68,12 @@ def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
   return np.stack(init_keys), np.stack(train_keys)
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict, composite: Composite | None = None) -> None:
   """Checks every setting that can be checked without the samples; a UserError names the key.
 
   Runs before any data is read or program compiled: the model is built and traced abstractly at
-  the input resolution, and a `megc2019` dataset must be there.
+  the input size, and a `megc2019` dataset must be there. With `composite` (data given in memory)
+  the `data` section is not checked and the model is traced at the composite's size.
   """
   train = config.train
   for key in ("batch_size", "num_epochs"):
@@ -94,6 +95,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for key in ("models_per_call", "steps_per_call"):
     if config.parallel[key] < 0:
       raise errors.UserError(f"parallel.{key}={config.parallel[key]} must be >= 0")
+  if config.parallel.strategy not in strategies.STRATEGIES:
+    raise errors.UserError(f"parallel.strategy={config.parallel.strategy!r}: expected one of {strategies.STRATEGIES}")
   try:
     strategies.resolve_strategy(config.parallel.strategy, jax.devices())
   except ValueError as error:
@@ -106,11 +109,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise errors.UserError(f"checkpoint.every_epochs={config.checkpoint.every_epochs} must be >= 1")
   if config.checkpoint.max_to_keep < 1:
     raise errors.UserError(f"checkpoint.max_to_keep={config.checkpoint.max_to_keep} must be >= 1")
-  check_configured(config.data)
-  _check_model(config)
+  if composite is None:
+    check_configured(config.data)
+    _check_model(config, (config.data.resolution, config.data.resolution))
+  else:
+    _check_model(config, composite.flows.shape[1:3])
 
 
-def _check_model(config: ml_collections.ConfigDict) -> None:
+def _check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> None:
   """Builds the configured model and traces it on one input of the configured size, without compiling."""
   model = config.model
   if model.pool_size < 1:
@@ -120,19 +126,18 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
   if model.steps is not None and model.steps < 1:
     raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
   selection.provenance(config)
-  size = config.data.resolution
   for architecture in sorted({model.preset, *selection.fold_architectures(config).values()}):
     architecture_config = copy.deepcopy(config)
     with architecture_config.unlocked():
       architecture_config.model.preset = architecture
     program = create_program(architecture_config, max_train_size=config.train.batch_size)
     try:
-      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, *size, 3), np.float32))
     except (TypeError, ValueError) as error:
       if isinstance(error, errors.UserError):
         raise
       raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
-                             f"model.pool_size={model.pool_size} cannot take data.resolution={size}: "
+                             f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px: "
                              f"{errors.one_line(error)}") from error
 
 
@@ -244,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The content of `results.json`.
   """
   started = time.perf_counter()
-  check_config(config)
+  check_config(config, composite)
   os.makedirs(workdir, exist_ok=True)
   config_dict = reporting.config_dict(config)
   finished = _finished_results(workdir, config_dict)
