@@ -112,7 +112,7 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
 
   config.parallel = ml_collections.ConfigDict()
   config.parallel.strategy = "auto"  # auto, vmap (accelerators), shard_map or loop (CPU).
-  config.parallel.models_per_call = 0  # Models per device and call of shard_map/loop (0: auto).
+  config.parallel.models_per_call = 0  # Models per device and call (0: auto; CPU 1, vmap: the largest block that fits).
   config.parallel.steps_per_call = 0  # Training steps per compiled call (0: the whole epoch, fastest).
 
   config.checkpoint = ml_collections.ConfigDict()

@@ -127,12 +127,6 @@ def _versions() -> dict[str, str]:
           "orbax_checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__}
 
 
-def _resolve_models_per_call(config: ml_collections.ConfigDict) -> int:
-  # One model per device and call measured fastest on the 2-core CPU (benchmarks/loso_throughput.py);
-  # larger blocks also lengthen compiles.
-  return config.parallel.models_per_call or 1
-
-
 @dataclasses.dataclass(frozen=True)
 class _Plan:
   """What a run trains: the folds, their layout on the devices and the executor that runs them."""
@@ -150,7 +144,7 @@ def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
                                  config.protocol.max_folds)
   devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
-  per_call = _resolve_models_per_call(config)
+  per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
   layout = folds.layout_models(run_folds, tuple(config.seeds),
                                strategies.slot_multiple(strategy, len(devices), per_call))
   train_mask = layout.train_mask(len(composite))
@@ -163,7 +157,7 @@ def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
       labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
       loss_threshold=config.train.loss_threshold or float("-inf"))
   execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
-               "models_per_call": per_call,
+               "models_per_call": executor.models_per_call, "stem_patches": executor.program.stem_patches,
                "models": layout.num_models, "slots": layout.num_slots}
   return _Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
 
