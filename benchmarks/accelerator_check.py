@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
-import math
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from configs import rcn_f as rcn_f_config  # noqa: E402  pylint: disable=wrong-import-position
 from configs import search as search_config  # noqa: E402  pylint: disable=wrong-import-position
-from rcn_jax import folds, protocol, strategies, train  # noqa: E402  pylint: disable=wrong-import-position
+from rcn_jax import folds, protocol, train  # noqa: E402  pylint: disable=wrong-import-position
 from rcn_jax.data import Composite  # noqa: E402  pylint: disable=wrong-import-position
 
 FULL_FOLDS, FULL_EPOCHS = 68, 100
@@ -82,36 +82,31 @@ def check_devices(quick: bool) -> tuple[str, str]:
 
 
 def check_vmap_equals_loop(quick: bool) -> tuple[str, str]:
-  """Per-model predictions of `vmap` (2 models per call) and `loop` after 3 epochs of a tiny run."""
+  """Per-model predictions of `vmap` (2 models per call) and `loop` after 2 epochs of a tiny run."""
   del quick
   composite = tiny_composite()
-  config = rcn_f_config.get_config("smoke")
-  config.model.features, config.model.pool_size = 4, 2
-  config.train.update(batch_size=8, learning_rate=0.05)
-  run_folds = folds.make_folds(composite.subjects, composite.datasets)
-  layout = folds.layout_models(run_folds, (0,), 2)
-  program = train.create_program(config, max(len(f.train_indices) for f in run_folds))
-  init_keys, train_keys = train.model_keys(layout)
-  test_indices, _ = layout.test_table()
-  tables = dict(inputs=composite.flows, labels=composite.labels, keys=train_keys,
-                train_mask=layout.train_mask(len(composite)), test_indices=test_indices)
   probabilities = {}
   for strategy in ("vmap", "loop"):
-    executor = strategies.make_executor(strategy, program, jax.devices()[:1], models_per_call=2, **tables)
-    state = executor.init(init_keys)
-    for epoch in range(3):
-      state = executor.train_epoch(state, epoch)
-    probabilities[strategy] = executor.predict(state)[:layout.num_models]
+    config = rcn_f_config.get_config("smoke")
+    config.model.features, config.model.pool_size = 4, 2
+    config.protocol.max_folds = 0
+    config.train.update(batch_size=8, learning_rate=0.05)
+    config.parallel.update(strategy=strategy, models_per_call=2)
+    plan = train.plan_run(config, composite, jax.devices()[:1])
+    state = plan.executor.init(plan.init_keys)
+    for epoch in range(2):
+      state = plan.executor.train_epoch(state, epoch)
+    probabilities[strategy] = plan.executor.predict(state)[:plan.layout.num_models]
   difference = float(np.abs(probabilities["vmap"] - probabilities["loop"]).max())
   learned = float(np.abs(probabilities["loop"] - 1 / 3).max())
   status = "ok" if difference <= 1e-4 and learned > 1e-3 else "FAIL"
-  return status, f"{layout.num_models} models, max |vmap - loop| = {difference:.1e} (tolerance 1e-4)"
+  return status, f"{plan.layout.num_models} models, max abs(vmap - loop) = {difference:.1e} (tolerance 1e-4)"
 
 
 def check_parity(quick: bool) -> tuple[str, str]:
   """`tests/test_model_parity.py`'s float32 checks in a subprocess (all cases; one with --quick)."""
   selection = "float32_parity and RCN_F_fm16_p5" if quick else "float32_parity"
-  command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection,
+  command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", selection,
              str(ROOT / "tests" / "test_model_parity.py")]
   done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
   summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
@@ -177,31 +172,42 @@ def check_official(quick: bool, state: dict) -> tuple[str, str]:
                 f"{total_folds} x {config.train.num_epochs}; official / rcn-jax = {ratio:.2f}")
 
 
+def _opencv_flow_map(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+  from data_prep.flowmap import compute_flow_maps  # pylint: disable=g-import-not-at-top
+  return compute_flow_maps(pair[0][None], pair[1][None], backend="tvl1")[0]
+
+
 def check_flow(quick: bool) -> tuple[str, str]:
-  """jax_tvl1 on the device against OpenCV TV-L1 on the CPU, for the synthetic composite's pairs."""
+  """jax_tvl1 on the device against OpenCV TV-L1 on the CPU (all cores), for the synthetic composite's pairs."""
   from data_prep.flowmap import compute_flow_maps  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic import builder, generate  # pylint: disable=g-import-not-at-top
 
-  listed = protocol.read_official_list()[:4 if quick else None]
+  listed = protocol.read_official_list()
+  if quick:  # 4 pairs of one dataset: one frame size, one compilation
+    listed = [s for s in listed if s.dataset == listed[0].dataset][:4]
   make_pair = functools.partial(builder.grey_pair, generate.SyntheticConfig())
-  with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-    pairs = list(pool.map(make_pair, listed, chunksize=8))
-  by_shape: dict[tuple[int, int], list[int]] = {}
-  for index, (_, onset, _) in enumerate(pairs):
-    by_shape.setdefault(onset.shape, []).append(index)
-  seconds, maps = {}, {}
-  for backend in ("jax_tvl1", "tvl1"):
+  workers = 1 if quick else os.cpu_count() or 1
+  # Spawned workers: forking a process that runs JAX can deadlock.
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pairs = [(onset, apex) for _, onset, apex in pool.map(make_pair, listed, chunksize=8)]
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for index, (onset, _) in enumerate(pairs):
+      by_shape.setdefault(onset.shape, []).append(index)
     started = time.perf_counter()
-    maps[backend] = {}
-    for shape, members in by_shape.items():
-      solved = compute_flow_maps(np.stack([pairs[i][1] for i in members]), np.stack([pairs[i][2] for i in members]),
-                                 backend=backend)
-      maps[backend][shape] = solved
-    seconds[backend] = time.perf_counter() - started
-  difference = max(float(np.abs(maps["jax_tvl1"][s] - maps["tvl1"][s]).mean()) for s in by_shape)
-  return "ok", (f"{len(pairs)} pairs ({len(by_shape)} sizes): jax_tvl1 {seconds['jax_tvl1']:.1f} s "
-                f"(compilation included) vs OpenCV TV-L1 {seconds['tvl1']:.1f} s on the CPU "
-                f"(ratio {seconds['tvl1'] / seconds['jax_tvl1']:.2f}); mean |difference| {difference:.3f}")
+    jax_maps = [None] * len(pairs)
+    for members in by_shape.values():
+      solved = compute_flow_maps(np.stack([pairs[i][0] for i in members]), np.stack([pairs[i][1] for i in members]),
+                                 backend="jax_tvl1")
+      for index, flow_map in zip(members, solved):
+        jax_maps[index] = flow_map
+    jax_s = time.perf_counter() - started
+    started = time.perf_counter()
+    opencv_maps = list(pool.map(_opencv_flow_map, pairs, chunksize=4))
+    opencv_s = time.perf_counter() - started
+  difference = float(np.mean([np.abs(a - b).mean() for a, b in zip(jax_maps, opencv_maps)]))
+  return "ok", (f"{len(pairs)} pairs ({len(by_shape)} sizes): jax_tvl1 {jax_s:.1f} s (compilation included) vs "
+                f"OpenCV TV-L1 {opencv_s:.1f} s on {workers} CPU process(es) (ratio {opencv_s / jax_s:.2f}); "
+                f"mean abs difference {difference:.3f}")
 
 
 def check_search(quick: bool) -> tuple[str, str]:
@@ -209,8 +215,10 @@ def check_search(quick: bool) -> tuple[str, str]:
   from rcn_jax import search  # pylint: disable=g-import-not-at-top
   config = search_config.get_config("smoke" if quick else None)
   composite = None
-  if quick:
+  if quick:  # a small space: the supernet's compilation dominates a tiny search
     config.model.features, config.data.resolution = 4, 16
+    config.search.update(stems=("standard",), layers=("recurrent",), steps=1, max_hops=1, gate_output=False,
+                         top_k=1)
     composite = tiny_composite(samples_per_subject=8)
   started = time.perf_counter()
   with tempfile.TemporaryDirectory() as workdir:

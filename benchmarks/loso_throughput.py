@@ -22,7 +22,7 @@ time, peak resident memory, and the 68 folds x 100 epochs projection.
 
   python benchmarks/loso_throughput.py            # both models, 8 folds x 2 epochs, 6 rounds (~10 min)
   python benchmarks/loso_throughput.py --quick    # rcn_f, 2 folds x 1 epoch, 2 rounds (~1-2 min)
-  python benchmarks/loso_throughput.py --jax-variants auto,loop,shard_map:2   # more rcn-jax settings
+  python benchmarks/loso_throughput.py --jax-variants auto,shard_map:2,auto::convs   # more rcn-jax settings
 
 Without torch the rcn-jax figures are printed alone.
 """
@@ -70,9 +70,10 @@ def _jax_worker(args) -> None:
   features, pool = MODELS[args.model]
   config = base.make_config(preset=args.model, features=features, pool_size=pool, arg=None)
   config.train.batch_size = BATCH
-  strategy_name, _, per_call = args.variant.partition(":")
+  strategy_name, *options = args.variant.split(":")
   config.parallel.strategy = strategy_name
-  config.parallel.models_per_call = int(per_call or 0)
+  config.parallel.models_per_call = int(options[0]) if options and options[0] else 0
+  config.parallel.stem_windows = "convs" not in options
   devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
@@ -82,7 +83,7 @@ def _jax_worker(args) -> None:
   test_indices, _ = layout.test_table()
   executor = strategies.make_executor(strategy, program, devices, models_per_call=per_call, inputs=inputs,
                                       labels=labels, keys=train_keys, train_mask=layout.train_mask(len(labels)),
-                                      test_indices=test_indices)
+                                      test_indices=test_indices, stem_windows=config.parallel.stem_windows)
   started = time.perf_counter()
   state = jax.block_until_ready(executor.train_epoch(executor.init(init_keys), 0))
   compile_s = time.perf_counter() - started
@@ -279,7 +280,8 @@ def main() -> None:
   parser.add_argument("--quiet-timeout", type=float, default=20.0,
                       help="seconds to wait for it; then the round is measured and labelled as under load")
   parser.add_argument("--jax-variants", default="auto",
-                      help="rcn-jax settings: auto (launch.py defaults) or STRATEGY[:MODELS_PER_CALL], comma-separated")
+                      help="rcn-jax settings, comma-separated: auto (launch.py defaults) or "
+                           "STRATEGY[:MODELS_PER_CALL][:convs] (convs: no stem windows), e.g. auto::convs")
   parser.add_argument("--quick", action="store_true", help="rcn_f only, 2 folds x 1 epoch, 2 rounds")
   parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   parser.add_argument("--model", help=argparse.SUPPRESS)

@@ -293,7 +293,7 @@ def with_stem_patches(program: ModelProgram, strategy: str, devices: Sequence[ja
 
 
 def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.Device], *,
-                  models_per_call: int, **tables) -> Executor:
+                  models_per_call: int, stem_windows: bool = True, **tables) -> Executor:
   """Builds the executor of a concrete strategy (`vmap`, `shard_map` or `loop`).
 
   The program computes its stem as matmuls over precomputed windows where that pays and fits
@@ -305,6 +305,7 @@ def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.De
     devices: the devices to use (`loop` uses the first only).
     models_per_call: models per device and call, dividing each device's slots (0: auto, see
       `resolve_models_per_call` and `vmap_block_size`).
+    stem_windows: let `with_stem_patches` decide (False: always convolve).
     **tables: `inputs`, `labels`, `keys`, `train_mask`, `test_indices`, `loss_threshold` (see
       `Executor`).
 
@@ -313,7 +314,8 @@ def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.De
   """
   if strategy not in ("vmap", "shard_map", "loop"):
     raise ValueError(f"unknown concrete strategy {strategy!r}")
-  program = with_stem_patches(program, strategy, devices, np.shape(tables["inputs"]))
+  if stem_windows:
+    program = with_stem_patches(program, strategy, devices, np.shape(tables["inputs"]))
   mesh = sharding.fold_mesh(devices[:1] if strategy == "loop" else devices)
   if strategy == "vmap" and not models_per_call:
     models_per_call = vmap_block_size(program, mesh, len(tables["train_mask"]) // mesh.size, tables)

@@ -128,7 +128,7 @@ def _versions() -> dict[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
+class Plan:
   """What a run trains: the folds, their layout on the devices and the executor that runs them."""
   folds: list[folds.Fold]
   layout: folds.ModelLayout
@@ -139,10 +139,12 @@ class _Plan:
   execution: dict[str, Any]
 
 
-def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
+def plan_run(config: ml_collections.ConfigDict, composite: Composite,
+             devices: list[jax.Device] | None = None) -> Plan:
+  """The folds, layout and executor of a config's run on `composite` (over `devices`, default all)."""
   run_folds = folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
                                  config.protocol.max_folds)
-  devices = jax.devices()
+  devices = jax.devices() if devices is None else devices
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
   layout = folds.layout_models(run_folds, tuple(config.seeds),
@@ -153,13 +155,13 @@ def _plan(config: ml_collections.ConfigDict, composite: Composite) -> _Plan:
   program = create_program(config, max(len(f.train_indices) for f in run_folds))
   init_keys, train_keys = model_keys(layout)
   executor = strategies.make_executor(
-      strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
-      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
+      strategy, program, devices, models_per_call=per_call, stem_windows=config.parallel.stem_windows,
+      inputs=composite.flows, labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
       loss_threshold=config.train.loss_threshold or float("-inf"))
   execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
                "models_per_call": executor.models_per_call, "stem_patches": executor.program.stem_patches,
                "models": layout.num_models, "slots": layout.num_slots}
-  return _Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
+  return Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -189,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   else:
     composite = composite.select(config.data.datasets)
   timings = {"data_s": time.perf_counter() - started}
-  plan = _plan(config, composite)
+  plan = plan_run(config, composite)
 
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:

@@ -22,7 +22,7 @@ def test_quick_accelerator_check_prints_its_table():
     assert status in ("ok", "skipped"), (name, result)
     assert float(seconds) >= 0 and result
   assert table["devices"][2].startswith("2 x cpu")
-  assert "max |vmap - loop|" in table["vmap = loop (float32)"][2]
+  assert "max abs(vmap - loop)" in table["vmap = loop (float32)"][2]
   assert "1 passed" in table["parity float32"][2]
   assert "6 folds x 3 epochs" in table["rcn_f reference 68 folds"][2]
   assert "4 pairs" in table["flow 442 pairs"][2]

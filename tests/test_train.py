@@ -182,23 +182,16 @@ def test_results_name_the_devices_the_strategy_used(strategy_runs):
 
 def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows():
   import jax  # pylint: disable=g-import-not-at-top
-  from rcn_jax import folds, strategies  # pylint: disable=g-import-not-at-top
   composite = tiny_composite()
-  config = tiny_config("vmap")
-  run_folds = folds.make_folds(composite.subjects, composite.datasets)
-  layout = folds.layout_models(run_folds, (0,), 1)
-  program = train.create_program(config, max(len(f.train_indices) for f in run_folds))
-  init_keys, train_keys = train.model_keys(layout)
-  test_indices, _ = layout.test_table()
-  tables = dict(inputs=composite.flows, labels=composite.labels, keys=train_keys,
-                train_mask=layout.train_mask(len(composite)), test_indices=test_indices)
-  device = jax.devices()[:1]
   results = {}
   for per_call in (0, 2):  # 0 on CPU (no memory limit reported): all 6 slots in one call
-    executor = strategies.make_executor("vmap", program, device, models_per_call=per_call, **tables)
+    config = tiny_config("vmap")
+    config.parallel.models_per_call = per_call
+    plan = train.plan_run(config, composite, jax.devices()[:1])
+    executor = plan.executor
     assert executor.models_per_call == (6 if per_call == 0 else 2) and executor.vectorised
     assert not executor.program.stem_patches  # vmap convolves; the windows are a CPU block-strategy tool
-    state = executor.init(init_keys)
+    state = executor.init(plan.init_keys)
     for epoch in range(2):
       state = executor.train_epoch(state, epoch)
     results[per_call] = (jax.device_get(state["params"]), executor.predict(state))
@@ -209,5 +202,5 @@ def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows
     np.testing.assert_allclose(a, b, atol=1e-6)
   np.testing.assert_allclose(whole[1], blocks[1], atol=1e-6)
   assert not np.allclose(whole[1], 1 / 3, atol=1e-3)  # the models trained
-  shard = strategies.make_executor("shard_map", program, jax.devices()[:2], models_per_call=1, **tables)
+  shard = train.plan_run(tiny_config("shard_map"), composite, jax.devices()[:2]).executor
   assert shard.program.stem_patches and shard.network_inputs["patches"]["main"].shape == (24, 12, 12, 75)
