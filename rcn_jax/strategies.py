@@ -242,15 +242,17 @@ class BlockExecutor(Executor):
     return multihost.to_host(probabilities)
 
 
-def vmap_block_size(program: ModelProgram, mesh: Mesh, per_device: int, tables: dict) -> int:
+def vmap_block_size(program: ModelProgram, mesh: Mesh, per_device: int, tables: dict,
+                    limit: int | None = None) -> int:
   """The largest divisor of `per_device` whose vmapped training call fits one device's memory.
 
   The memory is estimated from the compiled one-model call (`memory_analysis`: its arguments, the
-  whole per-device state and the data, once; its temporaries per model) against the device's
-  `bytes_limit` (`memory_stats`). Devices that report no limit (CPU) take all their slots at once.
+  whole per-device state and the data, once; its temporaries per model) against `limit` bytes,
+  by default the device's `bytes_limit` (`memory_stats`). Devices that report no limit (CPU) take
+  all their slots at once.
   """
-  stats = mesh.devices.flat[0].memory_stats() or {}
-  limit = stats.get("bytes_limit")
+  if limit is None:
+    limit = (mesh.devices.flat[0].memory_stats() or {}).get("bytes_limit")
   if not limit:
     return per_device
   probe = BlockExecutor(program, mesh, models_per_call=1, vectorised=True, **tables)

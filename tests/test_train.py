@@ -202,5 +202,12 @@ def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows
     np.testing.assert_allclose(a, b, atol=1e-6)
   np.testing.assert_allclose(whole[1], blocks[1], atol=1e-6)
   assert not np.allclose(whole[1], 1 / 3, atol=1e-3)  # the models trained
+  # The memory rule accelerators use (CPU reports no limit): blocks shrink with the memory.
+  from rcn_jax import strategies  # pylint: disable=g-import-not-at-top
+  tables = dict(inputs=composite.flows, labels=composite.labels, keys=executor.keys, train_mask=executor.train_mask,
+                test_indices=executor.test_indices)
+  sizes = [strategies.vmap_block_size(executor.program, executor.mesh, 6, tables, limit=limit)
+           for limit in (1 << 40, 1)]
+  assert sizes == [6, 1]
   shard = train.plan_run(tiny_config("shard_map"), composite, jax.devices()[:2]).executor
   assert shard.program.stem_patches and shard.network_inputs["patches"]["main"].shape == (24, 12, 12, 75)
