@@ -22,7 +22,7 @@ time, peak resident memory, and the 68 folds x 100 epochs projection.
 
   python benchmarks/loso_throughput.py            # both models, 8 folds x 2 epochs, 6 rounds (~10 min)
   python benchmarks/loso_throughput.py --quick    # rcn_f, 2 folds x 1 epoch, 2 rounds (~1-2 min)
-  python benchmarks/loso_throughput.py --jax-variants auto,shard_map:2,auto::convs   # more rcn-jax settings
+  python benchmarks/loso_throughput.py --jax-variants auto,shard_map:2,auto::windows   # more rcn-jax settings
 
 Without torch the rcn-jax figures are printed alone.
 """
@@ -73,7 +73,7 @@ def _jax_worker(args) -> None:
   strategy_name, *options = args.variant.split(":")
   config.parallel.strategy = strategy_name
   config.parallel.models_per_call = int(options[0]) if options and options[0] else 0
-  config.parallel.stem_windows = "convs" not in options
+  config.parallel.stem_windows = "windows" in options
   devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
@@ -281,7 +281,7 @@ def main() -> None:
                       help="seconds to wait for it; then the round is measured and labelled as under load")
   parser.add_argument("--jax-variants", default="auto",
                       help="rcn-jax settings, comma-separated: auto (launch.py defaults) or "
-                           "STRATEGY[:MODELS_PER_CALL][:convs] (convs: no stem windows), e.g. auto::convs")
+                           "STRATEGY[:MODELS_PER_CALL][:windows] (windows: parallel.stem_windows), e.g. auto::windows")
   parser.add_argument("--quick", action="store_true", help="rcn_f only, 2 folds x 1 epoch, 2 rounds")
   parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   parser.add_argument("--model", help=argparse.SUPPRESS)

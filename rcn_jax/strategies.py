@@ -13,7 +13,7 @@ The per-model computation is the same in `loop` and `shard_map`; they agree to f
 (XLA may fuse programs of different block shapes differently). A given strategy and layout is
 bitwise reproducible, which is what resuming from a checkpoint relies on.
 Compiled programs are cached per (program, mesh, block size): executors of equal programs share them.
-On CPU the block strategies compute the stem from precomputed windows (`with_stem_patches`).
+On CPU the block strategies can compute the stem from precomputed windows (`with_stem_patches`).
 """
 
 from __future__ import annotations
@@ -295,11 +295,11 @@ def with_stem_patches(program: ModelProgram, strategy: str, devices: Sequence[ja
 
 
 def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.Device], *,
-                  models_per_call: int, stem_windows: bool = True, **tables) -> Executor:
+                  models_per_call: int, stem_windows: bool = False, **tables) -> Executor:
   """Builds the executor of a concrete strategy (`vmap`, `shard_map` or `loop`).
 
-  The program computes its stem as matmuls over precomputed windows where that pays and fits
-  (`with_stem_patches`); the result equals the convolutions' to float32 rounding.
+  With `stem_windows` the program computes its stem as matmuls over precomputed windows where they
+  fit (`with_stem_patches`); the result equals the convolutions' to float32 rounding.
 
   Args:
     strategy: as returned by `resolve_strategy`.

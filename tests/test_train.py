@@ -209,5 +209,8 @@ def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows
   sizes = [strategies.vmap_block_size(executor.program, executor.mesh, 6, tables, limit=limit)
            for limit in (1 << 40, 1)]
   assert sizes == [6, 1]
-  shard = train.plan_run(tiny_config("shard_map"), composite, jax.devices()[:2]).executor
+  assert not train.plan_run(tiny_config("shard_map"), composite, jax.devices()[:2]).executor.program.stem_patches
+  config = tiny_config("shard_map")
+  config.parallel.stem_windows = True
+  shard = train.plan_run(config, composite, jax.devices()[:2]).executor
   assert shard.program.stem_patches and shard.network_inputs["patches"]["main"].shape == (24, 12, 12, 75)
