@@ -1,9 +1,19 @@
-"""RCN-A and RCN-F in plain PyTorch (NCHW), written from the paper's layer description, as a speed baseline.
+"""RCN-A and RCN-F in plain PyTorch (NCHW), layer for layer the official release's classes, as a speed baseline.
 
-Only what the benchmark needs: the same layers, shapes and training step as rcn-jax's presets
-(`conv5_pool` stem + recurrent layer + stem-to-head attention for RCN-A; wide stem + embedding
-layer for RCN-F), trained the way the official script trains: one fold after another, SGD with
-momentum, batch 64, cross-entropy.
+Written from the layer description in `shared/spec/models.md` (the behaviour of the official
+`RCN_A` and `RCN_F` classes), not copied. What runs in a training step is what the official
+classes run:
+- `RCN_A`: Conv 5x5 (3 -> fm) -> BN -> ReLU -> MaxPool 2 -> Dropout; the recurrent block (1x1
+  conv -> BN -> ReLU, then the one 3x3 conv + BN + ReLU module applied twice to `x + y`) ->
+  MaxPool 2 -> Dropout; adaptive average pool to P x P multiplied by the parameter-free attention
+  map of the pooled stem output (read from the classifier's weight); Linear.
+- `RCN_F`: the wide stem with the official quirk (stream 2's conv -> ReLU -> BN -> Dropout module
+  applied twice, stream 3 never called); the embedding block (1x1 branch gated by the attention
+  map of the pooled block input, then the shared 3x3 module three times over the running sum) ->
+  MaxPool 2 -> Dropout; adaptive average pool; Linear.
+Every conv has a bias, BN momentum 0.1, dropout 0.5, Kaiming-normal fan-out conv weights; trained
+the way the official script trains: a fresh model per fold, one fold after another, SGD momentum
+0.9, lr 5e-4, batch 64, cross-entropy.
 """
 
 from __future__ import annotations
@@ -42,8 +52,7 @@ def cam_p(pooled: torch.Tensor, weight: torch.Tensor, pool: int) -> torch.Tensor
 
 
 class TorchRCN(nn.Module):
-  """`rcn_a` (conv5_pool stem, recurrent layer, stem-to-head attention) or `rcn_f` (wide stem,
-  embedding layer) at any fm and P, input `[N, 3, 60, 60]`."""
+  """The official `RCN_A` (`rcn_a`) or `RCN_F` (`rcn_f`, stream 2 reused) at any fm and P, input `[N, 3, 60, 60]`."""
 
   def __init__(self, preset: str, features: int, pool_size: int, num_classes: int = 3, dropout: float = 0.5):
     super().__init__()
@@ -54,8 +63,8 @@ class TorchRCN(nn.Module):
       self.stem = ConvBN(3, fm, 5)
     else:
       half, quarter = fm // 2, fm // 4
-      self.streams = nn.ModuleList([ConvBN(3, half, 3, 3, 1, 1, True), ConvBN(3, quarter, 3, 3, 2, 2, True),
-                                    ConvBN(3, quarter, 3, 3, 3, 3, True)])
+      # The official class also builds a stream 3 (dilation 3) that its forward never calls.
+      self.streams = nn.ModuleList([ConvBN(3, half, 3, 3, 1, 1, True), ConvBN(3, quarter, 3, 3, 2, 2, True)])
     self.feedforward = ConvBN(fm, fm, 1)
     self.recurrent = ConvBN(fm, fm, 3, padding=1)
     self.drop = nn.Dropout(dropout)
@@ -74,7 +83,8 @@ class TorchRCN(nn.Module):
       attention = cam_p(F.adaptive_avg_pool2d(stem, self.pool), self.classifier.weight, self.pool)
       pooled = pooled * attention[:, None]
     else:
-      stem = torch.cat([self.drop(s(x)) for s in self.streams], dim=1)
+      stream1, stream2 = self.streams
+      stem = torch.cat([self.drop(stream1(x)), self.drop(stream2(x)), self.drop(stream2(x))], dim=1)
       y = self.feedforward(stem)
       attention = cam_p(F.adaptive_avg_pool2d(stem, self.pool), self.classifier.weight, self.pool)
       y = y * F.interpolate(attention[:, None], size=y.shape[2:], mode="nearest")
@@ -91,15 +101,19 @@ class TorchRCN(nn.Module):
 def train_folds_sequentially(preset: str, features: int, pool_size: int, inputs: torch.Tensor,
                              labels: torch.Tensor, train_indices: list[torch.Tensor], epochs: int, *,
                              batch_size: int = 64, learning_rate: float = 5e-4, seed: int = 0) -> float:
-  """Trains one fresh model per fold, one fold after another; returns the last epoch's mean loss."""
+  """Trains one fresh model per fold, one fold after another; returns the last epoch's mean loss.
+
+  The model lives on the device of `inputs` (a GPU when the tensors are there).
+  """
   torch.manual_seed(seed)
   loss_value = float("nan")
   for indices in train_indices:
-    model = TorchRCN(preset, features, pool_size)
+    indices = indices.to(inputs.device)
+    model = TorchRCN(preset, features, pool_size).to(inputs.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
     model.train()
     for _ in range(epochs):
-      order = indices[torch.randperm(len(indices))]
+      order = indices[torch.randperm(len(indices), device=indices.device)]
       total = 0.0
       for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rcn_jax.models import rcn
+
 State = dict[str, Any]
 
 
@@ -102,10 +104,23 @@ def _select(take: jax.Array, new: Any, old: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ModelProgram:
-  """A model, its optimiser and epoch settings, with pure per-model functions over them."""
+  """A model, its optimiser and epoch settings, with pure per-model functions over them.
+
+  With `stem_patches` the training program reads the stem's conv windows, formed once for the
+  whole dataset by `network_inputs`, and computes the stem as matmuls: on XLA:CPU the weight
+  gradient of a convolution over 3 input channels is otherwise the most expensive op of a step.
+  The windows take k*k times the input's memory (25x for the 5x5 stem); see
+  `strategies.make_executor`, which enables them where they fit.
+  """
   module: nn.Module
   optimizer: optax.GradientTransformation
   settings: EpochSettings
+  stem_patches: bool = False
+
+  def network_inputs(self, inputs: jax.Array) -> dict[str, Any]:
+    """What `train_call` reads: `{"x": inputs [N, H, W, 3]}`, plus `"patches"` with `stem_patches`."""
+    patches = rcn.input_patches(self.module, inputs) if self.stem_patches else None
+    return {"x": inputs} if patches is None else {"x": inputs, "patches": patches}
 
   def init(self, key: jax.Array, example_input: jax.Array) -> State:
     """Fresh state of one model: variables, optimiser state, stopping-rule bookkeeping.
@@ -132,9 +147,10 @@ class ModelProgram:
     }
 
   def _loss(self, params, batch_stats, inputs, labels, valid, dropout_key):
+    extra = {"stem_patches": inputs["patches"]} if "patches" in inputs else {}
     logits, updates = self.module.apply(
-        {"params": params, "batch_stats": batch_stats}, inputs, train=True, mask=valid,
-        rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+        {"params": params, "batch_stats": batch_stats}, inputs["x"], train=True, mask=valid,
+        rngs={"dropout": dropout_key}, mutable=["batch_stats"], **extra)
     per_sample = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
     loss_sum = jnp.sum(jnp.where(valid, per_sample, 0.0))
     mean = loss_sum / jnp.maximum(valid.sum(), 1)
@@ -144,8 +160,9 @@ class ModelProgram:
     params, batch_stats, opt_state, loss_sum, active = carry
     indices, valid, inputs_n, labels_n, dropout_key = batch
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+    batch_inputs = jax.tree.map(lambda leaf: leaf[indices], inputs_n)
     (_, (new_stats, batch_loss)), grads = grad_fn(
-        params, batch_stats, inputs_n[indices], labels_n[indices], valid, dropout_key)
+        params, batch_stats, batch_inputs, labels_n[indices], valid, dropout_key)
     updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     # A step without valid samples (a small fold's tail) or of a stopped model changes nothing:
@@ -156,7 +173,7 @@ class ModelProgram:
     return params, batch_stats, opt_state, loss_sum + jnp.where(take, batch_loss, 0.0), active
 
   def train_call(self, state: State, key: jax.Array, epoch: jax.Array, call: jax.Array,
-                 loss_threshold: jax.Array, train_mask: jax.Array, inputs: jax.Array,
+                 loss_threshold: jax.Array, train_mask: jax.Array, inputs: dict[str, Any],
                  labels: jax.Array) -> State:
     """Runs call `call` of epoch `epoch` of one model; the epoch's last call applies the stopping rule.
 
@@ -169,7 +186,7 @@ class ModelProgram:
         below it (`-inf` for a fixed number of epochs). An input, not a constant, so runs that
         differ only in it share their compiled program.
       train_mask: `[N]` bool, this model's training samples.
-      inputs: `[N, H, W, 3]` all samples (the gather happens inside the program).
+      inputs: `network_inputs` of all samples `[N, H, W, 3]` (the gather happens inside the program).
       labels: `[N]` int32.
 
     Returns:

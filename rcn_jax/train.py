@@ -189,14 +189,8 @@ def _versions() -> dict[str, str]:
           "orbax_checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__}
 
 
-def _resolve_models_per_call(config: ml_collections.ConfigDict) -> int:
-  # One model per device and call measured fastest on the 2-core CPU (benchmarks/loso_throughput.py);
-  # larger blocks also lengthen compiles.
-  return config.parallel.models_per_call or 1
-
-
 @dataclasses.dataclass(frozen=True)
-class _Plan:
+class Plan:
   """What a run trains: the folds, their layout on the devices and the executor that runs them."""
   folds: list[folds.Fold]
   layout: folds.ModelLayout
@@ -212,13 +206,18 @@ def _protocol_folds(config: ml_collections.ConfigDict, composite: Composite) -> 
                             config.protocol.max_folds)
 
 
-def _plan(config: ml_collections.ConfigDict, composite: Composite, fold_names: tuple[str, ...] | None) -> _Plan:
+def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: list[jax.Device] | None = None,
+             fold_names: tuple[str, ...] | None = None) -> Plan:
+  """The folds, layout and executor of a config's run on `composite` (over `devices`, default all).
+
+  `fold_names` keeps only those folds: one architecture's folds of a per-fold run (`rcn_jax.selection`).
+  """
   run_folds = _protocol_folds(config, composite)
-  if fold_names is not None:  # one architecture's folds of a per-fold run (rcn_jax.selection)
+  if fold_names is not None:
     run_folds = [fold for fold in run_folds if fold.name in fold_names]
-  devices = jax.devices()
+  devices = jax.devices() if devices is None else devices
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
-  per_call = _resolve_models_per_call(config)
+  per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
   layout = folds.layout_models(run_folds, tuple(config.seeds),
                                strategies.slot_multiple(strategy, len(devices), per_call))
   train_mask = layout.train_mask(len(composite))
@@ -227,13 +226,13 @@ def _plan(config: ml_collections.ConfigDict, composite: Composite, fold_names: t
   program = create_program(config, max(len(f.train_indices) for f in run_folds))
   init_keys, train_keys = model_keys(layout)
   executor = strategies.make_executor(
-      strategy, program, devices, models_per_call=per_call, inputs=composite.flows,
-      labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
+      strategy, program, devices, models_per_call=per_call, stem_windows=config.parallel.stem_windows,
+      inputs=composite.flows, labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
       loss_threshold=config.train.loss_threshold or float("-inf"))
   execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
-               "models_per_call": per_call,
+               "models_per_call": executor.models_per_call, "stem_patches": executor.program.stem_patches,
                "models": layout.num_models, "slots": layout.num_slots}
-  return _Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
+  return Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -319,7 +318,7 @@ class _GroupRun:
 
 def _run_group(config, composite, fold_names, workdir) -> _GroupRun:
   """Trains and tests the folds of one program, checkpointing in `workdir`."""
-  plan = _plan(config, composite, fold_names)
+  plan = plan_run(config, composite, fold_names=fold_names)
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
     start_epoch, state = checkpoints.restore(plan.executor.abstract_state())

@@ -7,6 +7,7 @@ samples out of the batch-norm statistics.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -35,13 +36,54 @@ class ConvBN(nn.Module):
   unbiased_running_var: bool = True
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-    x = layers.torch_conv(x.shape[-1], self.features, self.kernel_size, self.stride, self.padding,
-                          self.dilation, name="conv")(x)
+  def __call__(self, x: Array | None, *, train: bool, mask: Array | None = None,
+               patches: Array | None = None) -> Array:
+    """`x [N, H, W, C]`, or its conv windows `patches` (`layers.conv_patches`), -> `[N, H', W', features]`."""
+    x = layers.TorchConv(self.features, self.kernel_size, self.stride, self.padding, self.dilation,
+                         name="conv")(x, patches)
     norm = layers.BatchNorm(unbiased_running_var=self.unbiased_running_var, name="bn")
     if self.relu_first:
       return norm(nn.relu(x), train=train, mask=mask)
     return nn.relu(norm(x, train=train, mask=mask))
+
+
+class ConvSpec(NamedTuple):
+  """One stem convolution: output channels and its PyTorch-style geometry."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  dilation: int = 1
+
+
+def stem_convs(kind: str, features: int, reuse_stream2: bool = False) -> dict[str, ConvSpec]:
+  """The convolutions a stem applies to the input, by module name (see `Stem`)."""
+  fm = features
+  if kind in ("conv5_pool", "conv5_pool4"):
+    return {"main": ConvSpec(fm, 5)}
+  if kind == "standard":
+    return {"main": ConvSpec(fm, 3, stride=3, padding=1)}
+  if kind == "wide":
+    half = fm // 2
+    quarter = half // 2
+    specs = {"stream1": ConvSpec(half, 3, 3, 1, 1), "stream2": ConvSpec(quarter, 3, 3, 2, 2),
+             "stream3": ConvSpec(quarter, 3, 3, 3, 3)}
+    if reuse_stream2:
+      del specs["stream3"]
+    return specs
+  if kind == "wide_pooled":
+    return {"stream1": ConvSpec(fm // 2, 3, 1, 1, 1), "stream2": ConvSpec(fm // 2, 3, 1, 3, 3)}
+  raise ValueError(f"unknown stem {kind!r}; expected one of {STEMS}")
+
+
+def stem_patches(kind: str, features: int, x: Array, reuse_stream2: bool = False) -> dict[str, Array]:
+  """The windows `[N, H', W', 9 or 25 * 3]` each stem convolution reads from `x [N, H, W, 3]`.
+
+  They depend on the data only, so a training program can form them once for the whole dataset
+  and hand each minibatch's rows to `Stem` (see `steps.ModelProgram.stem_patches`).
+  """
+  return {name: layers.conv_patches(x, spec.kernel_size, spec.stride, spec.padding, spec.dilation)
+          for name, spec in stem_convs(kind, features, reuse_stream2).items()}
 
 
 class Stem(nn.Module):
@@ -58,38 +100,26 @@ class Stem(nn.Module):
   unbiased_running_var: bool = True
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-    """`x [N, H, W, 3]` -> `[N, H', W', fm]` (60 -> 28 for conv5_pool, 20 otherwise, 14 conv5_pool4)."""
+  def __call__(self, x: Array, *, train: bool, mask: Array | None = None,
+               patches: dict[str, Array] | None = None) -> Array:
+    """`x [N, H, W, 3]` -> `[N, H', W', fm]` (60 -> 28 for conv5_pool, 20 otherwise, 14 conv5_pool4).
+
+    `patches` (`stem_patches` of `x`) replace the convolutions by matmuls with the same result.
+    """
     dropout = lambda y: nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-    conv_bn = lambda **kw: ConvBN(unbiased_running_var=self.unbiased_running_var, **kw)
-    fm = self.features
+    convs = {name: ConvBN(*spec, relu_first=self.kind.startswith("wide"),
+                          unbiased_running_var=self.unbiased_running_var, name=name)
+             for name, spec in stem_convs(self.kind, self.features, self.reuse_stream2).items()}
+    apply = lambda name: convs[name](x, train=train, mask=mask, patches=None if patches is None else patches[name])
     if self.kind in ("conv5_pool", "conv5_pool4"):
-      y = conv_bn(features=fm, kernel_size=5, name="main")(x, train=train, mask=mask)
-      return dropout(layers.max_pool(y, 2 if self.kind == "conv5_pool" else 4))
+      return dropout(layers.max_pool(apply("main"), 2 if self.kind == "conv5_pool" else 4))
     if self.kind == "standard":
-      y = conv_bn(features=fm, kernel_size=3, stride=3, padding=1, name="main")(
-          x, train=train, mask=mask)
-      return dropout(y)
+      return dropout(apply("main"))
     if self.kind == "wide":
-      half = fm // 2
-      quarter = half // 2
-      specs = (("stream1", half, 1), ("stream2", quarter, 2), ("stream3", quarter, 3))
-      streams = {name: conv_bn(features=width, kernel_size=3, stride=3, padding=dilation,
-                               dilation=dilation, relu_first=True, name=name)
-                 for name, width, dilation in specs if not (self.reuse_stream2 and
-                                                            name == "stream3")}
-      order = ("stream1", "stream2", "stream2") if self.reuse_stream2 else (
-          "stream1", "stream2", "stream3")
-      return jnp.concatenate(
-          [dropout(streams[name](x, train=train, mask=mask)) for name in order], axis=-1)
-    if self.kind == "wide_pooled":
-      outputs = []
-      for name, dilation in (("stream1", 1), ("stream2", 3)):
-        y = conv_bn(features=fm // 2, kernel_size=3, padding=dilation, dilation=dilation,
-                    relu_first=True, name=name)(x, train=train, mask=mask)
-        outputs.append(dropout(layers.max_pool(y, 3, padding=1)))
-      return jnp.concatenate(outputs, axis=-1)
-    raise ValueError(f"unknown stem {self.kind!r}; expected one of {STEMS}")
+      order = ("stream1", "stream2", "stream2") if self.reuse_stream2 else ("stream1", "stream2", "stream3")
+      return jnp.concatenate([dropout(apply(name)) for name in order], axis=-1)
+    return jnp.concatenate([dropout(layers.max_pool(apply(name), 3, padding=1)) for name in ("stream1", "stream2")],
+                           axis=-1)
 
 
 class RecurrentLayer(nn.Module):
