@@ -217,8 +217,8 @@ def check_search(quick: bool) -> tuple[str, str]:
   composite = None
   if quick:  # a small space: the supernet's compilation dominates a tiny search
     config.model.features, config.data.resolution = 4, 16
-    config.search.update(stems=("standard",), layers=("recurrent",), steps=1, max_hops=1, gate_output=False,
-                         top_k=1)
+    config.search.update(stems=("standard",), ops=("recurrent",), steps=1, min_steps=1, max_hops=1,
+                         gate_output=False, top_k=1)
     composite = tiny_composite(samples_per_subject=8)
   started = time.perf_counter()
   with tempfile.TemporaryDirectory() as workdir:

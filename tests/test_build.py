@@ -185,7 +185,7 @@ def test_crop_none_keeps_the_frame(raw, tmp_path):
 def test_cli_builds_and_reports(raw, tmp_path, capsys):
   args = [f"--casme2={raw / 'CASME2'}", f"--samm={raw / 'SAMM'}", "--datasets=casme2,samm",
           f"--out={tmp_path}", "--backend=farneback", "--workers=1", "--no-progress"]
-  assert build.main(args, flow_fn=difference_flow) == 1  # most listed clips have no folder
+  assert build.main(args, flow_fn=difference_flow) == 2  # most listed clips have no folder
   assert "rerun with --allow-missing" in capsys.readouterr().err
   assert build.main(args + ["--allow-missing"], flow_fn=difference_flow) == 0
   printed = capsys.readouterr().out

@@ -156,7 +156,7 @@ def test_run_configs_derive_from_the_model_configs():
   assert depth.model.preset == "depth_3" and depth.train.num_epochs == 1 and depth.protocol.max_folds == 4
   with pytest.raises(ValueError, match="model 'rcn_z'"):
     studies.make_run_config(studies.RunSpec("rcn_z", 16, 5, 60), studies.SCALES["full"], data)
-  with pytest.raises(KeyError, match="no key 'train.epochs'"):
+  with pytest.raises(ValueError, match="no key 'train.epochs'"):
     studies.make_run_config(spec, studies.SCALES["full"], data, extra={"train.epochs": 3})
   with pytest.raises(ValueError, match="--magnified_data_dir"):
     data.config_overrides(studies.RunSpec("rcn", 16, 5, 60, magnified=True))

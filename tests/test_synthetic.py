@@ -257,11 +257,11 @@ def test_ensure_built_refuses_a_folder_made_otherwise(tmp_path):
     builder.ensure_built(str(tmp_path), backend="raft")
 
 
-def test_command_line_names_a_bad_backend(tmp_path):
+def test_command_line_names_a_bad_backend(tmp_path, capsys):
   from data_prep.synthetic import __main__ as command_line  # pylint: disable=g-import-not-at-top
 
-  with pytest.raises(InputError, match="unknown flow backend 'raft'"):
-    command_line.main([f"--data-dir={tmp_path}", "--backend=raft"])
+  assert command_line.main([f"--data-dir={tmp_path}", "--backend=raft"]) == 2
+  assert "unknown flow backend 'raft'" in capsys.readouterr().err
   assert not any(tmp_path.iterdir())
 
 

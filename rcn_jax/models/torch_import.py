@@ -101,12 +101,12 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
       flax.core.unfreeze(abstract)).items()}
   paths = {_official_key(path, spec.layer): path for path in shapes}
   dead = _dead_prefixes(preset, reference_quirks)
-  loaded, errors = {}, []
+  loaded, problems = {}, []
   for key, value in state_dict.items():
     if key.endswith("num_batches_tracked") or key.startswith(dead):
       continue
     if key not in paths:
-      errors.append(f"unknown key {key!r}")
+      problems.append(f"unknown key {key!r}")
       continue
     path = paths[key]
     try:
@@ -114,17 +114,17 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
     except ValueError:
       array = None
     if array is None or array.shape != shapes[path]:
-      errors.append(f"key {key!r} has shape {tuple(np.shape(value))}, which does not fit "
+      problems.append(f"key {key!r} has shape {tuple(np.shape(value))}, which does not fit "
                     f"{'/'.join(path)} {shapes[path]}")
       continue
     loaded[path] = array
   missing = sorted(key for key, path in paths.items() if path not in loaded and
                    key not in state_dict)
   if missing:
-    errors.append(f"missing keys {missing}")
-  if errors:
+    problems.append(f"missing keys {missing}")
+  if problems:
     raise errors.UserError(f"state_dict does not fit preset {preset!r} (fm {features}, pool "
-                           f"{pool_size}, {num_classes} classes): " + "; ".join(errors))
+                           f"{pool_size}, {num_classes} classes): " + "; ".join(problems))
   return model, flax.traverse_util.unflatten_dict(loaded)
 
 
