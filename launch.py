@@ -138,7 +138,8 @@ def run(argv: list[str]) -> None:
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments {argv[1:]}; config values go as --config.KEY=VALUE")
   import jax  # pylint: disable=g-import-not-at-top
-  from rcn_jax import multihost, train  # pylint: disable=g-import-not-at-top
+  from rcn_jax import train  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import multihost
 
   if _DISTRIBUTED.value or any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
     multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -156,7 +157,7 @@ def run(argv: list[str]) -> None:
   print(f"workdir {workdir}; JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s)"
         f" (process {jax.process_index()} of {jax.process_count()})", file=sys.stderr)
   if is_search:
-    from rcn_jax import search  # pylint: disable=g-import-not-at-top
+    from rcn_jax.search import loop as search  # pylint: disable=g-import-not-at-top
     search.run_search(config, workdir)
   else:
     train.train_and_evaluate(config, workdir)

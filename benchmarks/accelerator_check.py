@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from configs import rcn_f as rcn_f_config  # noqa: E402  pylint: disable=wrong-import-position
 from configs import search as search_config  # noqa: E402  pylint: disable=wrong-import-position
-from rcn_jax import folds, protocol, train  # noqa: E402  pylint: disable=wrong-import-position
+from rcn_jax import folds, train  # noqa: E402  pylint: disable=wrong-import-position
+from rcn_jax import sample_list
 from rcn_jax.data import Composite  # noqa: E402  pylint: disable=wrong-import-position
 
 FULL_FOLDS, FULL_EPOCHS = 68, 100
@@ -182,7 +183,7 @@ def check_flow(quick: bool) -> tuple[str, str]:
   from data_prep.flowmap import compute_flow_maps  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic import builder, generate  # pylint: disable=g-import-not-at-top
 
-  listed = protocol.read_official_list()
+  listed = sample_list.read_official_list()
   if quick:  # 4 pairs of one dataset: one frame size, one compilation
     listed = [s for s in listed if s.dataset == listed[0].dataset][:4]
   make_pair = functools.partial(builder.grey_pair, generate.SyntheticConfig())
@@ -212,7 +213,7 @@ def check_flow(quick: bool) -> tuple[str, str]:
 
 def check_search(quick: bool) -> tuple[str, str]:
   """A first-order search (`configs/search.py`; quick: its smoke setting on a tiny composite)."""
-  from rcn_jax import search  # pylint: disable=g-import-not-at-top
+  from rcn_jax.search import loop as search  # pylint: disable=g-import-not-at-top
   config = search_config.get_config("smoke" if quick else None)
   composite = None
   if quick:  # a small space: the supernet's compilation dominates a tiny search

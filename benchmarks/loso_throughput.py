@@ -48,9 +48,10 @@ OFFICIAL = "official (PyTorch)"
 
 def _folds_and_data(num_folds: int, seed: int = 0):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rcn_jax import folds, protocol  # pylint: disable=g-import-not-at-top
+  from rcn_jax import folds  # pylint: disable=g-import-not-at-top
+  from rcn_jax import sample_list
 
-  listed = protocol.read_official_list()
+  listed = sample_list.read_official_list()
   subjects = np.asarray([s.subject for s in listed])
   datasets = np.asarray([s.dataset for s in listed])
   rng = np.random.default_rng(seed)
@@ -64,7 +65,8 @@ def _jax_worker(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT))
   from configs import base  # pylint: disable=g-import-not-at-top
-  from rcn_jax import folds, strategies, train  # pylint: disable=g-import-not-at-top
+  from rcn_jax import folds, train  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import strategies
 
   run_folds, inputs, labels = _folds_and_data(args.folds)
   features, pool = MODELS[args.model]

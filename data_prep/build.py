@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rcn_jax import errors
-from rcn_jax.protocol import DATASETS, ListedSample, read_official_list
+from rcn_jax.sample_list import DATASETS, ListedSample, read_official_list
 
 from data_prep import InputError
 from data_prep import apex as apex_lib

@@ -1,6 +1,6 @@
 """The MEGC2019 composite: the organisers' list joined with what was read from the raw datasets.
 
-The shipped list (`rcn_jax.protocol.read_official_list`) decides which samples exist and their
+The shipped list (`rcn_jax.sample_list.read_official_list`) decides which samples exist and their
 labels. Each listed sample is matched with its annotation and clip folder; the annotation's emotion,
 mapped by `data_prep.annotations.labels`, must give the listed class. Every sample that cannot be
 matched, or whose label disagrees, is reported.
@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rcn_jax.protocol import CLASS_NAMES, ListedSample
+from rcn_jax.sample_list import CLASS_NAMES, ListedSample
 
 from data_prep import InputError
 from data_prep.annotations import (Annotation, apply_frame_table, emotion_class, read_casme2_sheet,

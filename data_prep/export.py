@@ -1,7 +1,7 @@
 """Export of a flow-map dataset in the layout of the official RCN release's inputs.
 
 One 3-channel PNG per sample, `<dataset>_<subject>_<sample>.png` (R, G, B = u, v, strain of
-`rcn_jax.flowmaps.to_network_input`, 8-bit: reading a PNG back gives exactly the network input of
+`rcn_jax.transform.to_network_input`, 8-bit: reading a PNG back gives exactly the network input of
 `to_network_input(..., png_round_trip=True)`), per-subject LOSO lists `<subject>_train.txt` / `<subject>_test.txt` with lines
 `<png path> <label> <dataset id>`, and `video442subName.txt` with the subjects in list order.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rcn_jax import flowmaps
+from rcn_jax import transform
 
 DATASET_IDS = {"casme2": 0, "smic": 1, "samm": 2}  # the release's `dbid`
 SUBJECTS_FILE = "video442subName.txt"
@@ -38,8 +38,8 @@ def export_official_layout(dataset_dir: str | Path, out_dir: str | Path, *,
   rows, paths = [], []
   for example in source:
     dataset, subject, sample = (example[key].decode() for key in ("dataset", "subject", "sample"))
-    network_input = flowmaps.to_network_input(np.asarray(example["flow"], np.float32), resolution)
-    pixels = flowmaps.to_png(network_input)
+    network_input = transform.to_network_input(np.asarray(example["flow"], np.float32), resolution)
+    pixels = transform.to_png(network_input)
     relative = Path(IMAGE_FOLDER) / f"{dataset}_{subject}_{sample}.png"
     cv2.imwrite(str(out_dir / relative), pixels[..., ::-1])  # OpenCV writes BGR
     rows.append((subject, f"{relative} {int(example['label'])} {DATASET_IDS[dataset]}"))

@@ -2,7 +2,7 @@
 
 Each example holds one sample's full-resolution, unnormalised [u, v, optical strain] map between
 its onset and apex frames (float16) and its metadata, so any network resolution is derived at load
-time (`rcn_jax.flowmaps.to_network_input`). Datasets are written as array_record and read without
+time (`rcn_jax.transform.to_network_input`). Datasets are written as array_record and read without
 TensorFlow: `tfds.builder_from_directory(dir).as_data_source('train')`; Text features read back as
 bytes. Examples keep the order they were generated in (the organisers' list order).
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
-from rcn_jax.protocol import CLASS_NAMES
+from rcn_jax.sample_list import CLASS_NAMES
 
 from data_prep import InputError
 

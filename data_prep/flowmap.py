@@ -2,7 +2,7 @@
 
 Computed at the frames' full resolution between onset and apex, unnormalised, with the border ring
 zeroed; any network input resolution is derived from it at load time by
-`rcn_jax.flowmaps.to_network_input`.
+`rcn_jax.transform.to_network_input`.
 """
 
 from __future__ import annotations

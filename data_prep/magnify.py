@@ -270,7 +270,7 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
     magnification: the magnification (`onset` filter).
     backend: the flow backend.
     workers: processes for the flow (1: this process).
-    listed: the `rcn_jax.protocol.ListedSample`s to make (default: the organisers' whole list,
+    listed: the `rcn_jax.sample_list.ListedSample`s to make (default: the organisers' whole list,
       which the loader needs for the datasets a run uses).
 
   Returns:
@@ -280,10 +280,10 @@ def build_magnified_synthetic(data_dir: str | Path, magnification: Magnification
   from data_prep.megc2019 import Megc2019  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic.builder import grey_pair  # pylint: disable=g-import-not-at-top
-  from rcn_jax import protocol  # pylint: disable=g-import-not-at-top
+  from rcn_jax import sample_list  # pylint: disable=g-import-not-at-top
 
   data_dir = Path(data_dir)
-  listed = protocol.read_official_list() if listed is None else list(listed)
+  listed = sample_list.read_official_list() if listed is None else list(listed)
   record = {"synthetic": True, "backend": backend, "magnification": magnification.to_json(),
             "num_samples": len(listed)}
   # Processes that start together (a multi-process study) build once: the others wait, then read.

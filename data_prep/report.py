@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from rcn_jax.protocol import CLASS_NAMES, ListedSample
+from rcn_jax.sample_list import CLASS_NAMES, ListedSample
 
 from data_prep.samples import SampleOutcome
 

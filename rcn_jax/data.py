@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, flowmaps, protocol
+from rcn_jax import errors
+from rcn_jax import transform, sample_list
 
 DATA_DIR_ENV = "RCN_JAX_DATA_DIR"
 NAMES = ("synthetic", "megc2019")
@@ -29,7 +30,7 @@ class Composite:
 
   Attributes:
     flows: `[N, H, W, 3]` float32 network inputs in [0, 1].
-    labels: `[N]` int class indices into `protocol.CLASS_NAMES`.
+    labels: `[N]` int class indices into `sample_list.CLASS_NAMES`.
     subjects: `[N]` subject keys (`sub01`, `s01`, `006`).
     datasets: `[N]` dataset names (`casme2`, `smic`, `samm`).
     samples: `[N]` sample names.
@@ -53,7 +54,7 @@ class Composite:
     if bad.size:
       raise errors.UserError(f"{self.source}: non-finite flow values in sample(s) "
                              f"{[self.name_of(i) for i in bad[:5]]}")
-    unknown = sorted(set(self.labels.tolist()) - set(range(len(protocol.CLASS_NAMES))))
+    unknown = sorted(set(self.labels.tolist()) - set(range(len(sample_list.CLASS_NAMES))))
     if unknown:
       raise errors.UserError(f"{self.source}: unknown label index(es) {unknown}")
 
@@ -105,7 +106,7 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   directory = str(directory)
-  listed = protocol.read_official_list(datasets)
+  listed = sample_list.read_official_list(datasets)
   position = {(s.dataset, s.subject, s.sample): i for i, s in enumerate(listed)}
   source = tfds.builder_from_directory(directory).as_data_source("train")
   flows: list[np.ndarray | None] = [None] * len(listed)
@@ -113,16 +114,16 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
     record = source[index]
     dataset, subject, sample = (_text(record[k]) for k in ("dataset", "subject", "sample"))
     where = f"{directory}: example {index} ({dataset}/{subject}/{sample})"
-    if dataset not in protocol.DATASETS:
+    if dataset not in sample_list.DATASETS:
       raise errors.UserError(f"{where}: unknown dataset {dataset!r}")
     if datasets is not None and dataset not in datasets:
       continue
     try:
-      key = (dataset, protocol.subject_key(dataset, subject), sample)
+      key = (dataset, sample_list.subject_key(dataset, subject), sample)
     except ValueError as error:
       raise errors.UserError(f"{where}: {error}") from error
     if key not in position:
-      raise errors.UserError(f"{where}: not in the organisers' list {protocol.LIST_NAME}")
+      raise errors.UserError(f"{where}: not in the organisers' list {sample_list.LIST_NAME}")
     slot = position[key]
     if flows[slot] is not None:
       raise errors.UserError(f"{where}: duplicate sample")
@@ -131,7 +132,7 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
     flow = np.asarray(record["flow"], np.float32)
     if not np.isfinite(flow).all():
       raise errors.UserError(f"{where}: non-finite flow values")
-    flows[slot] = flowmaps.to_network_input(flow, resolution)
+    flows[slot] = transform.to_network_input(flow, resolution)
   missing = [f"{s.dataset}/{s.subject}/{s.sample}" for s, f in zip(listed, flows) if f is None]
   if missing:
     raise errors.UserError(f"{directory}: {len(missing)} listed sample(s) missing, e.g. {missing[:5]}")
@@ -174,12 +175,12 @@ def check_settings(name: str, *, resolution: int, datasets: Sequence[str] | None
   if name not in NAMES:
     raise errors.UserError(f"data.name={name!r}: expected one of {NAMES}")
   if datasets is not None:
-    unknown = sorted(set(datasets) - set(protocol.DATASETS))
+    unknown = sorted(set(datasets) - set(sample_list.DATASETS))
     if unknown or not datasets or len(set(datasets)) != len(datasets):
       raise errors.UserError(f"data.datasets={list(datasets)}: expected a non-empty subset of "
-                             f"{list(protocol.DATASETS)} without repeats")
-  if not flowmaps.MIN_RESOLUTION <= resolution <= flowmaps.MAX_RESOLUTION:
-    raise errors.UserError(f"data.resolution={resolution}: expected {flowmaps.MIN_RESOLUTION}..{flowmaps.MAX_RESOLUTION}")
+                             f"{list(sample_list.DATASETS)} without repeats")
+  if not transform.MIN_RESOLUTION <= resolution <= transform.MAX_RESOLUTION:
+    raise errors.UserError(f"data.resolution={resolution}: expected {transform.MIN_RESOLUTION}..{transform.MAX_RESOLUTION}")
 
 
 def check_configured(data: Mapping[str, Any]) -> None:

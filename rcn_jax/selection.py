@@ -1,7 +1,7 @@
 """How a run's architecture was chosen (`config.selection`), and LOSO runs with one architecture per fold.
 
 A run config may carry a `selection` section, written by the architecture search into the configs
-it exports (`rcn_jax.search_export`):
+it exports (`rcn_jax.search.export`):
 - `search`: the provenance, one of `PROVENANCES`; absent means `none` (a preset chosen by hand).
 - `search_workdir`: the search's output folder.
 - `fold_architectures`: `((fold, architecture), ...)`, for a nested search's `per_fold.py`: each

@@ -2,10 +2,10 @@
 
 `train_and_evaluate(config, workdir)` is the library entry point behind `launch.py`: it loads the
 composite, builds the folds, trains all (fold, seed) models together with the strategy chosen for
-the backend (see `rcn_jax.strategies`), checkpoints every epoch, tests each model on its held-out
+the backend (see `rcn_jax.engine.strategies`), checkpoints every epoch, tests each model on its held-out
 subject only, and writes the pooled results. Re-running it on the same workdir resumes from the
 last checkpoint; a finished workdir is reported, not retrained. In a multi-process run (see
-`rcn_jax.multihost`) every process calls it alike on a shared workdir; process 0 writes the files.
+`rcn_jax.engine.multihost`) every process calls it alike on a shared workdir; process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from rcn_jax import checkpoint, errors, folds, models, multihost, protocol, reporting, selection, steps, strategies
+from rcn_jax import errors, folds, models, selection
+from rcn_jax.engine import checkpoint, multihost, steps, strategies
+from rcn_jax import sample_list, scoring
 from rcn_jax.data import Composite, check_configured, load_configured
 
 RESULTS = "results.json"
@@ -41,7 +43,7 @@ def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> st
   """The model, optimiser and epoch settings a config describes."""
   module = models.create_model(
       config.model.preset, features=config.model.features, pool_size=config.model.pool_size,
-      num_classes=len(protocol.CLASS_NAMES), dropout_rate=config.model.dropout_rate,
+      num_classes=len(sample_list.CLASS_NAMES), dropout_rate=config.model.dropout_rate,
       reference_quirks=config.model.reference_quirks, pytorch_bn=config.model.pytorch_bn,
       steps=config.model.steps)
   train = config.train
@@ -87,11 +89,11 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
   if not config.seeds or len(set(config.seeds)) != len(config.seeds):
     raise errors.UserError(f"seeds={tuple(config.seeds)} must name at least one seed, each once")
   if config.protocol.name not in folds.PROTOCOLS:
-    raise errors.UserError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
+    raise errors.UserError(f"sample_list.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
   if config.protocol.name == "lodo" and len(config.data.datasets) < 2:
-    raise errors.UserError(f"protocol.name='lodo' needs at least two data.datasets, got {tuple(config.data.datasets)}")
+    raise errors.UserError(f"sample_list.name='lodo' needs at least two data.datasets, got {tuple(config.data.datasets)}")
   if config.protocol.max_folds < 0:
-    raise errors.UserError(f"protocol.max_folds={config.protocol.max_folds} must be >= 0")
+    raise errors.UserError(f"sample_list.max_folds={config.protocol.max_folds} must be >= 0")
   for key in ("models_per_call", "steps_per_call"):
     if config.parallel[key] < 0:
       raise errors.UserError(f"parallel.{key}={config.parallel[key]} must be >= 0")
@@ -145,7 +147,7 @@ def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
   """Why a run on real data cannot be compared with the paper's numbers, or None.
 
   The default preset is a demonstration on the built-in data (8 epochs of the official optimiser);
-  on `megc2019` its scores are not the paper's protocol.
+  on `megc2019` its scores are not the paper's sample_list.
   """
   if config.data.name != "megc2019" or config.train.preset != "default":
     return None
@@ -168,7 +170,7 @@ def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
       raise errors.UserError(f"{workdir} holds a run of another config (sections {differing} differ); "
                              "use a new --workdir")
   if multihost.is_main():
-    reporting.write_json(path, config_dict)
+    scoring.write_json(path, config_dict)
   multihost.barrier("claim_workdir")
 
 
@@ -250,11 +252,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   started = time.perf_counter()
   check_config(config, composite)
   os.makedirs(workdir, exist_ok=True)
-  config_dict = reporting.config_dict(config)
+  config_dict = scoring.config_dict(config)
   finished = _finished_results(workdir, config_dict)
   if finished is not None:
     if multihost.is_main():
-      print(reporting.summary_table(finished))
+      print(scoring.summary_table(finished))
     return finished
   _claim_workdir(workdir, config_dict)  # before the data: a workdir of another run is refused at once
   if composite is None:
@@ -276,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   history = np.concatenate([part.history for part in parts])
   epochs_trained = np.concatenate([part.epochs_trained for part in parts])
   names = [name for part in parts for name in part.names]
-  results = reporting.summarize(composite, predictions, protocol.CLASS_NAMES,
+  results = scoring.summarize(composite, predictions, sample_list.CLASS_NAMES,
                                 bootstrap_resamples=config.report.bootstrap_resamples,
                                 confidence=config.report.confidence)
   results["training"] = _training_summary(config, history, epochs_trained, sum(p.num_folds for p in parts))
@@ -295,8 +297,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results["timings"] = timings
   if multihost.is_main():
     _write_outputs(workdir, composite, names, predictions, results, history)
-    reporting.write_json(os.path.join(workdir, RESULTS), results)
-    print(reporting.summary_table(results))
+    scoring.write_json(os.path.join(workdir, RESULTS), results)
+    print(scoring.summary_table(results))
   multihost.barrier("results_written")
   return results
 
@@ -308,7 +310,7 @@ class _GroupRun:
   fold_names: tuple[str, ...]
   num_folds: int
   names: list[str]
-  predictions: reporting.Predictions
+  predictions: scoring.Predictions
   history: np.ndarray
   epochs_trained: np.ndarray
   execution: dict[str, Any]
@@ -341,18 +343,18 @@ def _run_group(config, composite, fold_names, workdir) -> _GroupRun:
   layout = plan.layout
   names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
   return _GroupRun(config.model.preset, tuple(f.name for f in plan.folds), len(plan.folds), names,
-                   reporting.gather_predictions(layout, probabilities, plan.test_indices, plan.test_valid),
+                   scoring.gather_predictions(layout, probabilities, plan.test_indices, plan.test_valid),
                    history, epochs_trained, plan.execution, start_epoch, timings)
 
 
-def _merged_predictions(parts: list[reporting.Predictions], seeds) -> reporting.Predictions:
+def _merged_predictions(parts: list[scoring.Predictions], seeds) -> scoring.Predictions:
   """The rows of every group in `Predictions`' order: seed-major, samples ascending within a seed."""
   if len(parts) == 1:
     return parts[0]
   merged = {name: np.concatenate([getattr(p, name) for p in parts])
             for name in ("seeds", "folds", "sample_indices", "probabilities")}
   order = np.lexsort((merged["sample_indices"], [list(seeds).index(s) for s in merged["seeds"]]))
-  return reporting.Predictions(**{name: values[order] for name, values in merged.items()})
+  return scoring.Predictions(**{name: values[order] for name, values in merged.items()})
 
 
 def _training_summary(config, history, epochs_trained, num_folds) -> dict[str, Any]:
@@ -408,11 +410,11 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
 
 
 def _write_outputs(workdir, composite, names, predictions, results, history):
-  reporting.write_predictions_csv(os.path.join(workdir, "predictions.csv"), composite, predictions,
-                                  protocol.CLASS_NAMES)
-  reporting.write_megc_logs(workdir, composite, predictions)
-  reporting.write_confusion_pngs(workdir, results)
-  reporting.write_train_losses(workdir, names, history)
+  scoring.write_predictions_csv(os.path.join(workdir, "predictions.csv"), composite, predictions,
+                                  sample_list.CLASS_NAMES)
+  scoring.write_megc_logs(workdir, composite, predictions)
+  scoring.write_confusion_pngs(workdir, results)
+  scoring.write_train_losses(workdir, names, history)
   with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
     writer.add_scalar("test/uar", results["uar"], 0)
     writer.add_scalar("test/uf1", results["uf1"], 0)

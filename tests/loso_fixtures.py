@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rcn_jax import protocol
+from rcn_jax import sample_list
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def write_tiny_megc2019(data_dir: Path, datasets=("smic",), size: int = 24, seed
   staged = data_dir / "staged"
   staged.mkdir(parents=True)
   entries = []
-  for index, sample in enumerate(reversed(protocol.read_official_list(datasets))):
+  for index, sample in enumerate(reversed(sample_list.read_official_list(datasets))):
     flow = rng.normal(0.0, 1.0, (size, size, 3)).astype(np.float32)
     band = slice(sample.label * size // 3, (sample.label + 1) * size // 3)
     flow[:, band, 0] += 4.0

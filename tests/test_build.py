@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from fixtures import images
 from fixtures import megc_layouts as layouts
-from rcn_jax.protocol import read_official_list
+from rcn_jax.sample_list import read_official_list
 
 from data_prep import build
 from data_prep import face
@@ -264,7 +264,7 @@ def test_named_backends():
 
 
 def test_cli_with_a_real_backend_and_the_official_layout_export(raw, tmp_path, capsys):
-  from rcn_jax.flowmaps import from_png, to_network_input
+  from rcn_jax.transform import from_png, to_network_input
 
   export = tmp_path / "official"
   args = [f"--casme2={raw / 'CASME2'}", "--datasets=casme2", f"--out={tmp_path}",

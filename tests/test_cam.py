@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from rcn_jax import cam, models, plots, predict
+from rcn_jax import models, plots
+from rcn_jax.analysis import cam, predict
 from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
 
 INPUTS = np.random.default_rng(0).random((2, 20, 20, 3)).astype(np.float32)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 from fixtures import megc_layouts as layouts
-from rcn_jax.protocol import read_official_list
+from rcn_jax.sample_list import read_official_list
 
 from data_prep import InputError
 from data_prep import build

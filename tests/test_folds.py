@@ -6,12 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from rcn_jax import folds, protocol, steps
+from rcn_jax import folds
+from rcn_jax import sample_list
+from rcn_jax.engine import steps
 
 
 @pytest.fixture(scope="module")
 def official():
-  listed = protocol.read_official_list()
+  listed = sample_list.read_official_list()
   return np.asarray([s.subject for s in listed]), np.asarray([s.dataset for s in listed])
 
 
@@ -98,7 +100,7 @@ def test_epoch_minibatches_hold_only_training_samples_each_once(official):
 
 
 def test_subject_keys_pad_samm_numbers_and_name_a_bad_one():
-  assert protocol.subject_key("samm", " 6 ") == "006"
-  assert protocol.subject_key("smic", "s01") == "s01"
+  assert sample_list.subject_key("samm", " 6 ") == "006"
+  assert sample_list.subject_key("smic", "s01") == "s01"
   with pytest.raises(ValueError, match="samm subject 'x6': expected a number"):
-    protocol.subject_key("samm", "x6")
+    sample_list.subject_key("samm", "x6")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from loso_fixtures import ROOT, launch, tiny_overrides, write_tiny_megc2019
-from rcn_jax import data, protocol
+from rcn_jax import data
+from rcn_jax import sample_list
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def data_dir(tmp_path_factory):
 
 def test_tiny_tfds_directory_reads_back_in_list_order(data_dir):
   composite = data.load_composite("megc2019", data_dir=str(data_dir), resolution=20, datasets=("smic",))
-  listed = protocol.read_official_list(("smic",))
+  listed = sample_list.read_official_list(("smic",))
   assert len(composite) == 164
   assert composite.flows.shape == (164, 20, 20, 3) and composite.flows.dtype == np.float32
   assert 0.0 <= composite.flows.min() and composite.flows.max() <= 1.0
@@ -58,7 +59,7 @@ def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
   for key in ("uar", "uf1", "per_dataset", "seeds", "config", "versions", "timings"):
     assert key in results
   assert set(results["per_dataset"]) == {"smic"}
-  # The demonstration preset on megc2019 data says once that it is not the paper's protocol.
+  # The demonstration preset on megc2019 data says once that it is not the paper's sample_list.
   assert "not follow the paper's protocol" in results["protocol_warning"]
   assert err.count("warning: train.preset='default'") == 1
   assert results["training"]["folds"] == 4 and results["training"]["epochs_trained_max"] == 2

@@ -132,10 +132,10 @@ def test_bad_input_and_settings_are_named():
 def test_magnified_synthetic_build_holds_the_magnified_maps(tmp_path):
   from data_prep.flowmap import to_grey
   from data_prep.synthetic import generate
-  from rcn_jax import protocol
+  from rcn_jax import sample_list
   import tensorflow_datasets as tfds
 
-  listed = protocol.read_official_list(("smic",))[:2]
+  listed = sample_list.read_official_list(("smic",))[:2]
   config = magnify.MagnificationConfig(alpha=8.0, levels=3)
   folder = magnify.build_magnified_synthetic(tmp_path, config, backend="dis", listed=listed)
   source = tfds.builder_from_directory(str(folder)).as_data_source("train")

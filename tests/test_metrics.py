@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from rcn_jax import folds, metrics, reporting
+from rcn_jax import folds, metrics
+from rcn_jax import scoring
 from rcn_jax.data import Composite
 
 
@@ -78,9 +79,9 @@ def test_summary_pools_per_scope_and_reports_each_seed():
   indices, valid = layout.test_table()
   rng = np.random.default_rng(1)
   probabilities = rng.random((layout.num_slots, indices.shape[1], 3))
-  predictions = reporting.gather_predictions(layout, probabilities, indices, valid)
+  predictions = scoring.gather_predictions(layout, probabilities, indices, valid)
   assert len(predictions.seeds) == 24
-  results = reporting.summarize(composite, predictions, ("negative", "positive", "surprise"),
+  results = scoring.summarize(composite, predictions, ("negative", "positive", "surprise"),
                                 bootstrap_resamples=20, confidence=0.9)
   per_seed_uf1 = []
   for seed in (0, 1):
@@ -99,5 +100,5 @@ def test_summary_pools_per_scope_and_reports_each_seed():
   assert set(results["per_dataset"]) == {"smic", "samm"}
   assert np.sum(results["confusion"]) == 24
   assert len(results["uar_interval"]) == 2
-  table = reporting.summary_table(results)
+  table = scoring.summary_table(results)
   assert "composite" in table and "samm" in table

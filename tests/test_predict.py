@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from numerics import assert_close_to_scale
-from rcn_jax import predict, studies
+from rcn_jax import studies
+from rcn_jax.analysis import predict
 
 SPEC = studies.RunSpec("rcn", 4, 2, 20)
 

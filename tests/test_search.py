@@ -18,7 +18,9 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import search as search_config  # noqa: E402  (configs/ lives beside the package)
 
-from rcn_jax import reporting, search, search_bilevel, search_export, search_splits, train  # noqa: E402
+from rcn_jax import train  # noqa: E402
+from rcn_jax import scoring
+from rcn_jax.search import loop as search, bilevel, export, splits
 from rcn_jax.data import Composite  # noqa: E402
 from rcn_jax.models import layers, supernet  # noqa: E402
 
@@ -50,17 +52,17 @@ def planted_data(seed=0, samples=72):
 @functools.lru_cache(maxsize=None)
 def planted_program(order, mixing="normalized"):
   """One program per setting, so tests share its compiled steps."""
-  return search_bilevel.BilevelProgram(
+  return bilevel.BilevelProgram(
       PlantedMixture(dropout_rate=0.2), optax.sgd(0.1, momentum=0.9),
-      search_bilevel.make_arch_optimizer(0.05, mixing=mixing), mixing, order)
+      bilevel.make_arch_optimizer(0.05, mixing=mixing), mixing, order)
 
 
 def planted_task(groups, test_subject="casme2/sub11"):
   indices = np.arange(len(groups))
   test = indices[groups == test_subject]
-  train_idx, val_idx = search_splits.split_subjects(indices[groups != test_subject], groups, 0.3,
+  train_idx, val_idx = splits.split_subjects(indices[groups != test_subject], groups, 0.3,
                                                     np.random.default_rng(0))
-  return search_splits.SearchTask("casme2/sub11@0", "casme2/sub11", 0, train_idx, val_idx, test)
+  return splits.SearchTask("casme2/sub11@0", "casme2/sub11", 0, train_idx, val_idx, test)
 
 
 @pytest.mark.parametrize("order,mixing", [(1, "normalized"), (2, "normalized"), (2, "softmax")])
@@ -68,10 +70,10 @@ def test_planted_better_candidate_is_ranked_first(order, mixing):
   x, labels, groups = planted_data()
   task = planted_task(groups)
   program = planted_program(order, mixing)
-  alphas = search_bilevel.init_alphas({"feature": ("signal", "noise")}, mixing)
+  alphas = bilevel.init_alphas({"feature": ("signal", "noise")}, mixing)
   result = search.run_task(program, task, x, labels, search.LoopSettings(epochs=12, warmup_epochs=2, batch_size=16),
                            jax.random.key(0), alphas)
-  ranked = search_export.rank_choices(result.weights, {"feature": ("signal", "noise")}, k=2)
+  ranked = export.rank_choices(result.weights, {"feature": ("signal", "noise")}, k=2)
   assert [choices["feature"] for _, choices in ranked] == ["signal", "noise"]
   assert result.weights["feature"][0] > 0.6
   assert result.history["feature"].shape == (13, 2)
@@ -87,7 +89,7 @@ def test_planted_better_candidate_is_ranked_first(order, mixing):
 def test_architecture_and_weight_steps_touch_only_their_own_parameters(order):
   x, labels, groups = planted_data()
   program = planted_program(order, "normalized")
-  alphas = search_bilevel.init_alphas({"feature": ("signal", "noise")}, "normalized")
+  alphas = bilevel.init_alphas({"feature": ("signal", "noise")}, "normalized")
   init, weight_step, arch_step, _ = program.compiled
   state = init(jax.random.key(1), jnp.asarray(x[:1]), alphas)
   state, _ = weight_step(state, _batch(x, labels, 0), jax.random.key(2))  # non-zero momentum
@@ -138,7 +140,7 @@ def test_second_order_hypergradient_equals_finite_differences():
                                      steps=2, min_steps=1)
   net = supernet.Supernet(space, 4, 2, dropout_rate=0.5)
   weight_optimizer = optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr, momentum=momentum))
-  program = search_bilevel.BilevelProgram(net, weight_optimizer, search_bilevel.make_arch_optimizer(0.01),
+  program = bilevel.BilevelProgram(net, weight_optimizer, bilevel.make_arch_optimizer(0.01),
                                           "normalized", 2)
   rng = np.random.default_rng(3)
   with jax.enable_x64(True):
@@ -189,39 +191,39 @@ def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_pa
   decisions = space.decisions()
   weights = {"stem": np.asarray([0.3, 0.7])}
   weights.update({name: np.asarray([1.0] + [0.0] * (len(c) - 1)) for name, c in decisions.items() if name != "stem"})
-  (score, best), = search_export.rank_choices(weights, decisions, k=1)
+  (score, best), = export.rank_choices(weights, decisions, k=1)
   assert best == {"stem": "wide", **{name: "none" for name in decisions if name != "stem"}}
   np.testing.assert_allclose(score, np.log(0.7))
   # A bound that forces a zero-weight gate: the stem is still the argmax of its own weights, and
   # the score is -inf, which the search writes as null.
-  forced = search_export.rank_choices(weights, decisions, k=3, min_gates=1)
+  forced = export.rank_choices(weights, decisions, k=3, min_gates=1)
   assert [choice["stem"] for _, choice in forced] == ["wide"] * 3
   assert all(score == -np.inf for score, _ in forced)
   # Exact ties go to the simpler candidate, whatever the order of the candidates.
   tied = {"stem": np.asarray([0.5, 0.5]), **{n: w for n, w in weights.items() if n != "stem"}}
   for order in (("standard", "wide"), ("wide", "standard")):
-    (_, choice), = search_export.rank_choices(tied, {**decisions, "stem": order}, k=1)
+    (_, choice), = export.rank_choices(tied, {**decisions, "stem": order}, k=1)
     assert choice["stem"] == "standard"
-  assert search_export.tied_decisions(tied, decisions) == {"stem": ["standard", "wide"]}
+  assert export.tied_decisions(tied, decisions) == {"stem": ["standard", "wide"]}
   architecture = supernet.Architecture.from_choices(space, forced[0][1])
-  path = search_export.write_configs(str(tmp_path), [(forced[0][0], architecture)], {
+  path = export.write_configs(str(tmp_path), [(forced[0][0], architecture)], {
       "features": 4, "pool_size": 2, "dropout_rate": 0.5, "pytorch_bn": True}, {}, "once (test subjects seen)",
       "note")[0]
   assert "-inf (a zero-weight pick was forced)" in pathlib.Path(path).read_text()
   with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
-    reporting.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
+    scoring.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
 
 
 def test_eq8_weights_have_no_dead_state():
   """Alphas pushed below the floor stop at it, and a decision with every alpha there still moves."""
-  optimizer = search_bilevel.make_arch_optimizer(0.5, weight_decay=0.0, floor=0.01)
+  optimizer = bilevel.make_arch_optimizer(0.5, weight_decay=0.0, floor=0.01)
   alphas = {"d": jnp.asarray([1.0, 1.0, 1.0])}
   state = optimizer.init(alphas)
   for _ in range(20):  # a gradient that pushes every alpha down
     updates, state = optimizer.update({"d": jnp.ones(3)}, state, alphas)
     alphas = optax.apply_updates(alphas, updates)
   np.testing.assert_allclose(alphas["d"], [0.01] * 3)
-  weights = lambda a: search_bilevel.mixing_weights({"d": a}, "normalized")["d"]
+  weights = lambda a: bilevel.mixing_weights({"d": a}, "normalized")["d"]
   np.testing.assert_allclose(weights(alphas["d"]), [1 / 3] * 3)
   # The weights still depend on every alpha: a loss on candidate 0's weight has a live gradient.
   gradient = jax.grad(lambda a: -weights(a)[0])(alphas["d"])
@@ -240,8 +242,8 @@ def fake_subjects():
 
 def test_nested_tasks_never_hold_their_test_subject():
   subjects, datasets = fake_subjects()
-  groups = search_splits.subject_groups(subjects, datasets)
-  tasks = search_splits.make_tasks(subjects, datasets, mode="nested", protocol="loso", max_folds=0,
+  groups = splits.subject_groups(subjects, datasets)
+  tasks = splits.make_tasks(subjects, datasets, mode="nested", protocol="loso", max_folds=0,
                                    seeds=(0, 1), val_fraction=0.3)
   assert len(tasks) == 16
   for task in tasks:
@@ -252,15 +254,15 @@ def test_nested_tasks_never_hold_their_test_subject():
     assert sorted(np.concatenate([task.train_indices, task.val_indices, task.test_indices])) == list(range(24))
     # Stratified: every dataset with two or more training subjects gives one to validation.
     assert {g.partition("/")[0] for g in groups[task.val_indices]} == {"casme2", "smic"}
-  (once,) = search_splits.make_tasks(subjects, datasets, mode="once", protocol="loso", max_folds=0, seeds=(0,),
+  (once,) = splits.make_tasks(subjects, datasets, mode="once", protocol="loso", max_folds=0, seeds=(0,),
                                      val_fraction=0.3)
   assert once.test_indices.size == 0 and once.fold is None
   assert len(once.train_indices) + len(once.val_indices) == 24
-  leaking = search_splits.SearchTask("bad", "casme2/sub01", 0, np.arange(3, 12), np.arange(12, 24), np.arange(0, 4))
+  leaking = splits.SearchTask("bad", "casme2/sub01", 0, np.arange(3, 12), np.arange(12, 24), np.arange(0, 4))
   with pytest.raises(AssertionError, match=r"test samples \[3\] in the training split"):
-    search_splits.check_task(leaking, groups)
+    splits.check_task(leaking, groups)
   with pytest.raises(ValueError, match="search.mode='twice'"):
-    search_splits.make_tasks(subjects, datasets, mode="twice", protocol="loso", max_folds=0, seeds=(0,),
+    splits.make_tasks(subjects, datasets, mode="twice", protocol="loso", max_folds=0, seeds=(0,),
                              val_fraction=0.3)
 
 
@@ -268,10 +270,10 @@ def test_a_batch_with_a_test_sample_is_refused():
   x, labels, groups = planted_data()
   task = planted_task(groups)
   with_test_sample = np.concatenate([task.train_indices, task.test_indices[:1]])
-  leaking = search_splits.SearchTask(task.name, task.fold, 0, with_test_sample, task.val_indices, task.test_indices)
+  leaking = splits.SearchTask(task.name, task.fold, 0, with_test_sample, task.val_indices, task.test_indices)
   with pytest.raises(AssertionError, match="a search batch holds test samples"):
     search.run_task(planted_program(1, "normalized"), leaking, x, labels, search.LoopSettings(1, 0, 16),
-                    jax.random.key(0), search_bilevel.init_alphas({"feature": ("signal", "noise")}, "normalized"))
+                    jax.random.key(0), bilevel.init_alphas({"feature": ("signal", "noise")}, "normalized"))
 
 
 def test_ranking_is_the_exact_top_k_under_a_gate_budget():
@@ -287,11 +289,11 @@ def test_ranking_is_the_exact_top_k_under_a_gate_budget():
       if min_gates <= gates and (max_gates < 0 or gates <= max_gates):
         brute.append((sum(np.log(weights[n][i]) for n, i in zip(decisions, picks)), choice))
     brute.sort(key=lambda e: -e[0])
-    ranked = search_export.rank_choices(weights, decisions, k=5, max_gates=max_gates, min_gates=min_gates)
+    ranked = export.rank_choices(weights, decisions, k=5, max_gates=max_gates, min_gates=min_gates)
     assert [c for _, c in ranked] == [c for _, c in brute[:5]]
     np.testing.assert_allclose([s for s, _ in ranked], [s for s, _ in brute[:5]])
   with pytest.raises(ValueError, match="search.min_gates=2, search.max_gates=1"):
-    search_export.rank_choices(weights, decisions, k=1, max_gates=1, min_gates=2)
+    export.rank_choices(weights, decisions, k=1, max_gates=1, min_gates=2)
 
 
 def tiny_composite():
@@ -371,7 +373,7 @@ def test_search_writes_its_outputs_and_the_top1_config_trains(tmp_path):
   assert sorted(results["per_fold_accuracy"]) == ["casme2/sub01", "casme2/sub02"]
   for index in range(2):  # each program checkpoints in its own folder
     assert (tmp_path / "nested" / f"architecture_{index}" / "checkpoints").is_dir()
-  assert "architecture selection: search: nested (" in reporting.summary_table(results)
+  assert "architecture selection: search: nested (" in scoring.summary_table(results)
 
 
 def _refuse(constant):

@@ -18,9 +18,9 @@ from data_prep import InputError, locks
 from data_prep import strain as strain_lib
 from data_prep.flowmap import compute_flow_map
 from data_prep.synthetic import action_units, builder, domains, generate
-from rcn_jax import protocol
+from rcn_jax import sample_list
 
-# Pinned from the organisers' list (protocol.md): samples, subjects, negative, positive, surprise.
+# Pinned from the organisers' list (sample_list.md): samples, subjects, negative, positive, surprise.
 COUNTS = {"smic": (164, 16, 70, 51, 43), "casme2": (145, 24, 88, 32, 25),
           "samm": (133, 28, 92, 26, 15)}
 BORDER = 8  # flow.md measures ignore an 8-px ring
@@ -31,8 +31,8 @@ def plans():
   return generate.plan_composite(generate.SyntheticConfig())
 
 
-def _listed(dataset: str, index: int = 0) -> protocol.ListedSample:
-  return protocol.read_official_list([dataset])[index]
+def _listed(dataset: str, index: int = 0) -> sample_list.ListedSample:
+  return sample_list.read_official_list([dataset])[index]
 
 
 def _quiet(config: generate.SyntheticConfig, **domain_changes) -> generate.SyntheticConfig:
@@ -44,7 +44,7 @@ def _quiet(config: generate.SyntheticConfig, **domain_changes) -> generate.Synth
 
 
 def test_plans_match_the_official_list_counts(plans):
-  listed = protocol.read_official_list()
+  listed = sample_list.read_official_list()
   assert [(p.dataset, p.subject, p.sample, p.label) for p in plans] == [
       (row.dataset, row.subject, row.sample, row.label) for row in listed]
   for dataset, (samples, subjects, *per_class) in COUNTS.items():
@@ -77,7 +77,7 @@ def test_plans_follow_the_domains(plans):
 
 def test_frames_have_the_domains_format():
   config = generate.SyntheticConfig()
-  for dataset in protocol.DATASETS:
+  for dataset in sample_list.DATASETS:
     sample = generate.generate_sample(config, _listed(dataset))
     height, width = sample.plan.height, sample.plan.width
     expected = (height, width, 3) if domains.domain(dataset).colour else (height, width)
@@ -152,7 +152,7 @@ def _canvas_direction(config, dataset, index, landmarks):
 @pytest.mark.parametrize("label", [0, 1, 2])
 def test_classes_move_their_action_units(label):
   config = _quiet(generate.SyntheticConfig(unilateral_probability=0.0))
-  listed = protocol.read_official_list(["casme2"])
+  listed = sample_list.read_official_list(["casme2"])
   rows = [index for index, row in enumerate(listed) if row.label == label][:6]
   for index in rows:
     if label == 2:  # surprise: brows raised
@@ -180,7 +180,7 @@ def test_domains_differ_in_nuisances():
 
 
 def test_unknown_label_is_refused():
-  bad = protocol.ListedSample("casme2", "sub01", "EP02_01f", 5)
+  bad = sample_list.ListedSample("casme2", "sub01", "EP02_01f", 5)
   with pytest.raises(ValueError, match="sub01/EP02_01f: unknown label 5"):
     generate.plan_sample(generate.SyntheticConfig(), bad)
 
@@ -195,7 +195,7 @@ def test_tvl1_flow_is_within_flow_md_thresholds_of_the_truth():
   """flow.md 7.3 item 4, noisy case (sigma = 2 grey levels, the CASME II-like camera), with the
   nuisances on: end-point error on moving pixels and strain correlation against the truth."""
   config = _reduced(generate.SyntheticConfig(), 0.6)
-  listed = protocol.read_official_list(["casme2"])
+  listed = sample_list.read_official_list(["casme2"])
   plans_ = [generate.plan_sample(config, row) for row in listed[:40]]
   chosen = [row for row, plan in zip(listed, plans_) if plan.amplitude >= 0.8][:3]
   errors, correlations, baselines = [], [], []

@@ -203,7 +203,7 @@ def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows
   np.testing.assert_allclose(whole[1], blocks[1], atol=1e-6)
   assert not np.allclose(whole[1], 1 / 3, atol=1e-3)  # the models trained
   # The memory rule accelerators use (CPU reports no limit): blocks shrink with the memory.
-  from rcn_jax import strategies  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import strategies  # pylint: disable=g-import-not-at-top
   tables = dict(inputs=composite.flows, labels=composite.labels, keys=executor.keys, train_mask=executor.train_mask,
                 test_indices=executor.test_indices)
   sizes = [strategies.vmap_block_size(executor.program, executor.mesh, 6, tables, limit=limit)

@@ -7,7 +7,7 @@ contempt, disgust, fear and sadness; SMIC is already 3-class. `None` marks a dro
 
 from __future__ import annotations
 
-from rcn_jax.protocol import CLASS_NAMES
+from rcn_jax.sample_list import CLASS_NAMES
 
 from data_prep import InputError
 

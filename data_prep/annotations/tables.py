@@ -13,7 +13,7 @@ import dataclasses
 import importlib.resources
 from pathlib import Path
 
-from rcn_jax.protocol import subject_key
+from rcn_jax.sample_list import subject_key
 
 from data_prep import InputError
 from data_prep.annotations.records import Annotation, parse_int

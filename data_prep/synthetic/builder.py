@@ -24,7 +24,7 @@ from data_prep.build import default_data_dir, single_threaded
 from data_prep.flow import BACKENDS, JAX_BACKENDS
 from data_prep.flow_dataset import FlowMapBuilder, make_example
 from data_prep.synthetic import generate
-from rcn_jax import protocol
+from rcn_jax import sample_list
 
 NAME = "megc2019_synthetic"
 # Bump when the generated data changes (code or default config): a built folder is reused as long
@@ -34,7 +34,7 @@ GENERATOR_VERSION = "1.0.0"
 
 
 def _flow_map_example(config: generate.SyntheticConfig, backend: str,
-                      listed: protocol.ListedSample) -> dict[str, Any]:
+                      listed: sample_list.ListedSample) -> dict[str, Any]:
   """Generates one sample and computes its flow map (runs in a worker process)."""
   from data_prep.flowmap import compute_flow_map
 
@@ -44,7 +44,7 @@ def _flow_map_example(config: generate.SyntheticConfig, backend: str,
 
 
 def grey_pair(config: generate.SyntheticConfig,
-              listed: protocol.ListedSample) -> tuple[generate.SamplePlan, np.ndarray, np.ndarray]:
+              listed: sample_list.ListedSample) -> tuple[generate.SamplePlan, np.ndarray, np.ndarray]:
   """A listed sample's plan and its onset and apex frames as uint8 grey `[H, W]`."""
   from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
 
@@ -78,7 +78,7 @@ def _ordered_map(function, items: Sequence[Any], workers: int, progress: bool,
 
 
 def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *,
-                      listed: Sequence[protocol.ListedSample] | None = None,
+                      listed: Sequence[sample_list.ListedSample] | None = None,
                       workers: int | None = None, progress: bool = True,
                       batch_size: int = 32) -> Iterator[dict[str, Any]]:
   """Generates the synthetic composite and computes its flow maps, in the organisers' order.
@@ -98,7 +98,7 @@ def flow_map_examples(config: generate.SyntheticConfig, backend: str = "tvl1", *
   """
   if backend not in BACKENDS:
     raise InputError(f"unknown flow backend {backend!r}; expected one of {list(BACKENDS)}")
-  listed = protocol.read_official_list() if listed is None else list(listed)
+  listed = sample_list.read_official_list() if listed is None else list(listed)
   if workers is None:
     workers = os.cpu_count() or 1
   if backend not in JAX_BACKENDS:
@@ -140,12 +140,12 @@ class Megc2019Synthetic(FlowMapBuilder):
       "the real databases.")
 
   def __init__(self, *, generator_config: generate.SyntheticConfig = generate.SyntheticConfig(),
-               listed: Sequence[protocol.ListedSample] | None = None, workers: int | None = None,
+               listed: Sequence[sample_list.ListedSample] | None = None, workers: int | None = None,
                progress: bool = True, **kwargs):
     """Args: `generator_config`, the samples to make (`listed`, default all), `workers` and
     `progress` of the flow computation; the rest goes to the TFDS builder."""
     self._generator_config = generator_config
-    self._listed = protocol.read_official_list() if listed is None else list(listed)
+    self._listed = sample_list.read_official_list() if listed is None else list(listed)
     self._workers = workers
     self._progress = progress
     super().__init__(**kwargs)
@@ -190,7 +190,7 @@ def ensure_built(data_dir: str | None = None, *, backend: str = "tvl1",
     if builder.is_prepared():
       metadata = builder.info.metadata
       expected = {"generator_fingerprint": generator_config.fingerprint(),
-                  "num_samples": len(protocol.read_official_list())}
+                  "num_samples": len(sample_list.read_official_list())}
       differences = [f"{key}={metadata.get(key)!r} (expected {value!r})"
                      for key, value in expected.items() if metadata.get(key) != value]
       if differences:

@@ -26,7 +26,7 @@ import numpy as np
 from data_prep.synthetic import action_units
 from data_prep.synthetic import domains as domains_lib
 from data_prep.synthetic import faces
-from rcn_jax import protocol
+from rcn_jax import sample_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _nuisance_motion(config: SyntheticConfig, rng: np.random.Generator, face: fa
   return field
 
 
-def plan_sample(config: SyntheticConfig, listed: protocol.ListedSample,
+def plan_sample(config: SyntheticConfig, listed: sample_list.ListedSample,
                 face: faces.Face | None = None) -> SamplePlan:
   """Draws the random choices of one listed sample.
 
@@ -177,7 +177,7 @@ def plan_sample(config: SyntheticConfig, listed: protocol.ListedSample,
   Returns:
     The plan.
   """
-  if listed.label not in range(len(protocol.CLASS_NAMES)):
+  if listed.label not in range(len(sample_list.CLASS_NAMES)):
     raise ValueError(f"sample {listed.dataset}/{listed.subject}/{listed.sample}: unknown label "
                      f"{listed.label}")
   spec = domains_lib.domain(listed.dataset, config.domains)
@@ -187,9 +187,9 @@ def plan_sample(config: SyntheticConfig, listed: protocol.ListedSample,
 
   expressed_label = listed.label
   if rng.uniform() < config.atypical_probability:
-    others = [label for label in range(len(protocol.CLASS_NAMES)) if label != listed.label]
+    others = [label for label in range(len(sample_list.CLASS_NAMES)) if label != listed.label]
     expressed_label = int(rng.choice(others))
-  profile = action_units.CLASS_PROFILES[protocol.CLASS_NAMES[expressed_label]]
+  profile = action_units.CLASS_PROFILES[sample_list.CLASS_NAMES[expressed_label]]
   activations = action_units.sample_activations(rng, profile, config.unilateral_probability)
   expression = action_units.build_field(face, activations, rng, config.jitter)
   amplitude = float(rng.uniform(*spec.amplitude_range))
@@ -269,7 +269,7 @@ def render_sample(plan: SamplePlan, face: faces.Face, seed: int) -> SyntheticSam
                          apex=_to_frame(apex, plan, rng), motion=ground_truth_motion(plan))
 
 
-def generate_sample(config: SyntheticConfig, listed: protocol.ListedSample) -> SyntheticSample:
+def generate_sample(config: SyntheticConfig, listed: sample_list.ListedSample) -> SyntheticSample:
   """Generates one listed sample from scratch (independent of every other sample)."""
   face = subject_face(config, listed.dataset, listed.subject)
   return render_sample(plan_sample(config, listed, face), face, config.seed)
@@ -285,7 +285,7 @@ def plan_composite(config: SyntheticConfig,
   Returns:
     One plan per listed sample.
   """
-  listed = protocol.read_official_list(datasets)
+  listed = sample_list.read_official_list(datasets)
   face_of = {(row.dataset, row.subject): None for row in listed}
   for dataset, subject in face_of:
     face_of[dataset, subject] = subject_face(config, dataset, subject)
@@ -302,5 +302,5 @@ def generate_composite(config: SyntheticConfig,
   Yields:
     The samples.
   """
-  for row in protocol.read_official_list(datasets):
+  for row in sample_list.read_official_list(datasets):
     yield generate_sample(config, row)

@@ -7,7 +7,8 @@ import importlib
 import os
 from collections.abc import Sequence
 
-from rcn_jax import errors, multihost
+from rcn_jax import errors
+from rcn_jax.engine import multihost
 from rcn_jax.studies.definitions import STUDIES, run_study
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.sources import DataSource, NamedData, tiny_frame_data

@@ -7,7 +7,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rcn_jax import errors, plots, protocol
+from rcn_jax import errors, plots
+from rcn_jax import sample_list
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.search_study import search_study
 from rcn_jax.studies.specs import RunSpec
@@ -68,8 +69,8 @@ def depth_study(runner: Runner) -> Outputs:
 
 
 def _depth_cams(runner: Runner) -> str | None:
-  from rcn_jax import cam  # pylint: disable=g-import-not-at-top
-  from rcn_jax.predict import load_run  # pylint: disable=g-import-not-at-top
+  from rcn_jax.analysis import cam  # pylint: disable=g-import-not-at-top
+  from rcn_jax.analysis.predict import load_run  # pylint: disable=g-import-not-at-top
 
   scale = runner.scale
   fm, pool, _ = scale.base
@@ -92,7 +93,7 @@ def _depth_cams(runner: Runner) -> str | None:
   return cam.comparison_grid(path, cells, row_titles=[paper_name(m) for m in scale.depth_models],
                              column_titles=[f"flow map {px(r)}" for r in scale.cam_resolutions],
                              suptitle=f"Fig. 2: CAMs of the predicted class, sample {'/'.join(exemplar)} "
-                             f"(true class {protocol.CLASS_NAMES[label]}), by its held-out fold models",
+                             f"(true class {sample_list.CLASS_NAMES[label]}), by its held-out fold models",
                              apex_frame=apex)
 
 

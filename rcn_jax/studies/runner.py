@@ -109,7 +109,8 @@ class Runner:
       state = "finished" if os.path.exists(os.path.join(run_dir, "results.json")) else "to train"
       print(f"{spec.name}: {state}")
       return None
-    from rcn_jax import cam, train  # pylint: disable=g-import-not-at-top
+    from rcn_jax import train  # pylint: disable=g-import-not-at-top
+    from rcn_jax.analysis import cam
     config = self.config(spec, extra)
     composite = self.data.composite(spec)
     results = train.train_and_evaluate(config, run_dir, composite=composite)
@@ -124,8 +125,8 @@ class Runner:
     if key not in self._composites:
       composite = self.data.composite(spec)
       if composite is None:
-        from rcn_jax.cam import load_run_composite  # pylint: disable=g-import-not-at-top
-        from rcn_jax.predict import CONFIG, read_run_json  # pylint: disable=g-import-not-at-top
+        from rcn_jax.analysis.cam import load_run_composite  # pylint: disable=g-import-not-at-top
+        from rcn_jax.analysis.predict import CONFIG, read_run_json  # pylint: disable=g-import-not-at-top
         run_dir = self.run_dir(spec)
         composite = load_run_composite(run_dir, read_run_json(Path(run_dir) / CONFIG))[0]
       self._composites[key] = composite.select(spec.datasets)

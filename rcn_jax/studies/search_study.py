@@ -73,7 +73,7 @@ def _run_search(runner: Runner, spec: RunSpec, seed: int) -> dict[str, Any] | No
     print(f"search_s{seed}: {'finished' if os.path.exists(path) else 'to search'}")
     return None
   if not os.path.exists(path):
-    from rcn_jax import search  # pylint: disable=g-import-not-at-top
+    from rcn_jax.search import loop as search  # pylint: disable=g-import-not-at-top
     search.run_search(_search_config(runner, spec, seed), workdir, composite=runner.data.composite(spec))
   with open(path) as stream:
     return json.load(stream)
@@ -95,7 +95,8 @@ def _retrain(runner: Runner, spec: RunSpec, architecture: str, selection: Mappin
 
 def search_study(runner: Runner) -> Outputs:
   """K search seeds and random search, every pick retrained under LOSO: table, plot, costs."""
-  from rcn_jax import search, selection  # pylint: disable=g-import-not-at-top
+  from rcn_jax import selection  # pylint: disable=g-import-not-at-top
+  from rcn_jax.search import loop as search
 
   scale = runner.scale
   fm, pool, resolution = scale.base

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, protocol
+from rcn_jax import errors
+from rcn_jax import sample_list
 from rcn_jax.data import Composite
 from rcn_jax.studies.specs import RunSpec
 
@@ -72,7 +73,7 @@ class NamedData(DataSource):
   def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
     if self.name != "synthetic":
       return None
-    from rcn_jax.cam import synthetic_apex_frame  # pylint: disable=g-import-not-at-top
+    from rcn_jax.analysis.cam import synthetic_apex_frame  # pylint: disable=g-import-not-at-top
     return synthetic_apex_frame(*key, label)
 
 
@@ -89,7 +90,7 @@ class FrameSample:
 
 @dataclasses.dataclass
 class FrameData(DataSource):
-  """In-memory samples from frames, through the same pipeline as `rcn_jax.predict`.
+  """In-memory samples from frames, through the same pipeline as `rcn_jax.analysis.predict`.
 
   Attributes:
     samples: the clips, in composite order.
@@ -112,7 +113,7 @@ class FrameData(DataSource):
   def composite(self, spec: RunSpec) -> Composite:
     key = (spec.resolution, spec.magnified)
     if key not in self._cache:
-      from rcn_jax.predict import network_input  # pylint: disable=g-import-not-at-top
+      from rcn_jax.analysis.predict import network_input  # pylint: disable=g-import-not-at-top
       magnification = self.magnification.to_json() if spec.magnified else None
       flows = np.stack([network_input(s.onset, s.apex, backend=self.flow_backend, resolution=spec.resolution,
                                       magnification=magnification) for s in self.samples])
@@ -155,8 +156,8 @@ def tiny_frame_data(subjects_per_dataset: int = 2, samples_per_subject: int = 3,
 
   config = generate.SyntheticConfig()
   by_dataset = []
-  for dataset in protocol.DATASETS:
-    listed = protocol.read_official_list((dataset,))
+  for dataset in sample_list.DATASETS:
+    listed = sample_list.read_official_list((dataset,))
     subjects = list(dict.fromkeys(s.subject for s in listed))[:subjects_per_dataset]
     by_dataset.append([[s for s in listed if s.subject == subject][:samples_per_subject] for subject in subjects])
   samples = []

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from rcn_jax import protocol
+from rcn_jax import sample_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +26,14 @@ class RunSpec:
   features: int
   pool_size: int
   resolution: int
-  datasets: tuple[str, ...] = protocol.DATASETS
+  datasets: tuple[str, ...] = sample_list.DATASETS
   magnified: bool = False
   seeds: tuple[int, ...] = (0,)
 
   @property
   def name(self) -> str:
     parts = [self.model, f"fm{self.features}", f"p{self.pool_size}", f"r{self.resolution}"]
-    if set(self.datasets) != set(protocol.DATASETS):
+    if set(self.datasets) != set(sample_list.DATASETS):
       parts.append("+".join(self.datasets))
     if self.magnified:
       parts.append("mm")
@@ -88,9 +88,9 @@ SCALES = {
         variant_models=("rcn", "rcn_w"), sweep_models=("rcn",), table2_models=("rcn",),
         comparison=(("rcn", 4, 2), ("rcn_w", 4, 2)), comparison_seeds=(0, 1),
         overrides={"train.num_epochs": 1, "train.batch_size": 16, "train.learning_rate": 0.05,
-                   "protocol.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
+                   "sample_list.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
                    "report.bootstrap_resamples": 0},
-        comparison_overrides={"protocol.max_folds": 2},
+        comparison_overrides={"sample_list.max_folds": 2},
         search_seeds=(0, 1), search_top_k=1, search_train_seeds=(0,),
         search_overrides={"search.epochs": 2, "search.warmup_epochs": 1, "train.batch_size": 16,
                           "search.stems": ("standard", "conv5_pool"), "search.steps": 2, "search.min_steps": 1,

@@ -106,7 +106,7 @@ class Outputs:
       lines += [section, ""]
     path = os.path.join(workdir, f"{self.study}.md")
     Path(path).write_text("\n".join(lines))
-    from rcn_jax.reporting import write_json  # pylint: disable=g-import-not-at-top
+    from rcn_jax.scoring import write_json  # pylint: disable=g-import-not-at-top
     write_json(os.path.join(workdir, f"{self.study}.json"), {"study": self.study, **self.numbers})
     return path
 

@@ -1,7 +1,7 @@
 """Pure single-model functions: initialisation, one training epoch, test-subject prediction.
 
 Every function here handles ONE model (one fold of one seed); the strategies in
-`rcn_jax.strategies` map them over the stacked model axis. Shapes are static: the epoch's
+`rcn_jax.engine.strategies` map them over the stacked model axis. Shapes are static: the epoch's
 minibatches are drawn inside the program from the model's train mask and padded with masked
 entries, so every fold and every epoch runs the same compiled program.
 """

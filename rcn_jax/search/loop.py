@@ -1,9 +1,9 @@
 """Bilevel architecture search over the module-integration space, from a config to launchable configs.
 
 `run_search(config, workdir)` is the entry point behind `launch.py` for configs with a `search`
-section (`configs/search.py`). It builds the search tasks (`rcn_jax.search_splits`: subject-disjoint
+section (`configs/search.py`). It builds the search tasks (`rcn_jax.search.splits`: subject-disjoint
 training/validation subjects, never a test subject), alternates architecture and weight steps
-(`rcn_jax.search_bilevel`) on each task with a progress bar, and writes to the workdir:
+(`rcn_jax.search.bilevel`) on each task with a progress bar, and writes to the workdir:
 `architecture_weights.{json,csv,png}` (the weight table, mean and std over tasks),
 `architecture_weights_history.png`, `search.json` (tasks, subjects, losses, ranking, ties, timings,
 cost in device-seconds and FLOPs; strict JSON), `architectures/top<i>.py`, the top-k discrete
@@ -28,7 +28,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import protocol, reporting, search_bilevel, search_export, search_splits, selection
+from rcn_jax import selection
+from rcn_jax import sample_list, scoring
+from rcn_jax.search import bilevel, export, splits
 from rcn_jax.models import supernet
 
 SEARCH_JSON = "search.json"
@@ -68,7 +70,7 @@ class TaskResult:
     val_loss: `[epochs]` mean validation loss of each epoch's architecture steps (NaN in warm-up).
     used_indices: `{'train', 'val'}` -> every composite index a step has read, ascending.
   """
-  task: search_splits.SearchTask
+  task: splits.SearchTask
   alphas: dict[str, np.ndarray]
   weights: dict[str, np.ndarray]
   history: dict[str, np.ndarray]
@@ -99,7 +101,7 @@ def _checked_batch(inputs, labels, indices, valid, forbidden, task_name):
   return inputs[at], labels[at], jnp.asarray(valid)
 
 
-def run_task(program: search_bilevel.BilevelProgram, task: search_splits.SearchTask, inputs: np.ndarray,
+def run_task(program: bilevel.BilevelProgram, task: splits.SearchTask, inputs: np.ndarray,
              labels: np.ndarray, settings: LoopSettings, key: jax.Array, alphas: Mapping[str, jax.Array],
              bar: tqdm.tqdm | None = None) -> TaskResult:
   """Searches one task: per training batch an architecture step (after warm-up), then a weight step.
@@ -181,7 +183,7 @@ def make_space(search: ml_collections.ConfigDict) -> supernet.SearchSpace:
 def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> None:
   """Raises a ValueError naming the key of a setting the search cannot run with (before it runs)."""
   search = config.search
-  search_export.check_ranking(search.top_k, search.max_gates, search.min_gates)
+  export.check_ranking(search.top_k, search.max_gates, search.min_gates)
   gateable = sum(name.startswith("gate_") for name in space.decisions())
   if search.min_gates > gateable:
     raise ValueError(f"search.min_gates={search.min_gates}: the space has only {gateable} gated node(s)")
@@ -192,7 +194,7 @@ def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
     raise ValueError(f"train.learning_rate={config.train.learning_rate} must be positive")
 
 
-def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> search_bilevel.BilevelProgram:
+def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> bilevel.BilevelProgram:
   """The supernet of `config.model` over `space`, SGD-momentum (`config.train`) and Adam (`config.search`).
 
   Equal settings give the same program object, so searches in one process share compiled steps.
@@ -209,14 +211,14 @@ def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
 @functools.lru_cache(maxsize=8)
 def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate, momentum, weight_decay,
              arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, alpha_floor, mixing, order):
-  from rcn_jax import steps  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import steps  # pylint: disable=g-import-not-at-top
 
-  module = supernet.Supernet(space, features, pool_size, len(protocol.CLASS_NAMES), dropout_rate, pytorch_bn)
-  arch_optimizer = search_bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
+  module = supernet.Supernet(space, features, pool_size, len(sample_list.CLASS_NAMES), dropout_rate, pytorch_bn)
+  arch_optimizer = bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
                                                       weight_decay=arch_weight_decay, mixing=mixing,
                                                       floor=alpha_floor)
   weight_optimizer = steps.make_optimizer(learning_rate, momentum, weight_decay)
-  return search_bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
+  return bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
 
 
 def _note(mode: str, folds: int) -> str:
@@ -228,7 +230,7 @@ def _note(mode: str, folds: int) -> str:
           "each fold with its own fold's choice instead (the honest protocol).")
 
 
-def step_flops(program: search_bilevel.BilevelProgram, example: jax.Array, batch_size: int,
+def step_flops(program: bilevel.BilevelProgram, example: jax.Array, batch_size: int,
                alphas: Mapping[str, jax.Array]) -> dict[str, float]:
   """XLA's FLOP count of one weight step and one architecture step on `[batch_size, H, W, 3]` batches."""
   init, weight_step, arch_step, _ = program.compiled
@@ -270,12 +272,12 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
     composite = data_lib.load_configured(config.data)
   else:
     composite = composite.select(config.data.datasets)
-  tasks = search_splits.make_tasks(composite.subjects, composite.datasets, mode=search.mode,
+  tasks = splits.make_tasks(composite.subjects, composite.datasets, mode=search.mode,
                                    protocol=config.protocol.name, max_folds=config.protocol.max_folds,
                                    seeds=tuple(config.seeds), val_fraction=search.val_fraction)
   data_s = time.perf_counter() - started
   os.makedirs(workdir, exist_ok=True)
-  alphas = search_bilevel.init_alphas(space.decisions(), search.mixing)
+  alphas = bilevel.init_alphas(space.decisions(), search.mixing)
   steps_per_epoch = [-(-len(t.train_indices) // settings.batch_size) for t in tasks]
   print(f"search ({search.mode}, order {search.order}, {search.mixing}): {len(tasks)} task(s), "
         f"{len(space.decisions())} decisions, {len(composite)} samples from {composite.source}", file=sys.stderr)
@@ -298,7 +300,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
       "devices": 1, "device_seconds": search_s, "weight_steps": weight_steps, "arch_steps": arch_steps,
       "flops_per_weight_step": per_step["weight_step"], "flops_per_arch_step": per_step["arch_step"],
       "flops": weight_steps * per_step["weight_step"] + arch_steps * per_step["arch_step"]}
-  reporting.write_json(os.path.join(workdir, SEARCH_JSON), summary, strict=True)
+  scoring.write_json(os.path.join(workdir, SEARCH_JSON), summary, strict=True)
   print(_summary_text(summary), file=sys.stderr)
   return summary
 
@@ -308,21 +310,21 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
   search = config.search
   decisions = space.decisions()
   per_task = {r.task.name: r.weights for r in results}
-  rows = search_export.weight_table(space, per_task)
+  rows = export.weight_table(space, per_task)
   meta = {"mixing": search.mixing, "order": search.order, "mode": search.mode, "tasks": list(per_task)}
-  search_export.write_weight_table(workdir, rows, meta)
-  search_export.plot_weights(os.path.join(workdir, search_export.WEIGHTS_PNG), space, rows, len(results))
+  export.write_weight_table(workdir, rows, meta)
+  export.plot_weights(os.path.join(workdir, export.WEIGHTS_PNG), space, rows, len(results))
   history = {name: np.mean([r.history[name] for r in results], axis=0) for name in decisions}
-  search_export.plot_history(os.path.join(workdir, search_export.HISTORY_PNG), space, history)
+  export.plot_history(os.path.join(workdir, export.HISTORY_PNG), space, history)
   best = lambda weights, k: [(score, supernet.Architecture.from_choices(space, choices)) for score, choices in
-                             search_export.rank_choices(weights, decisions, k, search.max_gates, search.min_gates)]
+                             export.rank_choices(weights, decisions, k, search.max_gates, search.min_gates)]
   mean_weights = {name: np.mean([r.weights[name] for r in results], axis=0) for name in decisions}
   ranked = best(mean_weights, search.top_k)
   model = {key: config.model[key] for key in ("features", "pool_size", "dropout_rate", "pytorch_bn")}
   data = {key: config.data[key] for key in ("name", "data_dir", "flow_backend", "resolution", "datasets")}
   fold_names = list(dict.fromkeys(r.task.fold for r in results if r.task.fold is not None))
   provenance = selection.ONCE if search.mode == "once" else selection.NESTED_MEAN
-  paths = search_export.write_configs(workdir, ranked, model, data, provenance, _note(search.mode, len(fold_names)))
+  paths = export.write_configs(workdir, ranked, model, data, provenance, _note(search.mode, len(fold_names)))
   per_fold = {}
   for fold in fold_names:  # each fold's own choice: the mean over its seeds' weights, its test subject unseen
     fold_results = [r for r in results if r.task.fold == fold]
@@ -330,8 +332,8 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
   per_fold_path = None
   if per_fold:
     common = max(per_fold.values(), key=list(per_fold.values()).count)
-    per_fold_path = search_export.write_config(
-        os.path.join(workdir, search_export.CONFIG_DIR, "per_fold.py"),
+    per_fold_path = export.write_config(
+        os.path.join(workdir, export.CONFIG_DIR, "per_fold.py"),
         title=f"LOSO with each fold's own searched architecture (nested search in {workdir}).",
         body=(f"{len(set(per_fold.values()))} distinct architecture(s) over {len(per_fold)} fold(s); each fold "
               "trains the top-1 of its own search, which never saw its test subject. `model.preset` is the "
@@ -340,7 +342,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
         fold_architectures=tuple((fold, arch.encode()) for fold, arch in per_fold.items()),
         protocol_lines=(f"  config.protocol.name = {config.protocol.name!r}\n"
                         f"  config.protocol.max_folds = {config.protocol.max_folds!r}\n"))
-  groups = search_splits.subject_groups(composite.subjects, composite.datasets)
+  groups = splits.subject_groups(composite.subjects, composite.datasets)
   tasks = []
   for r in results:
     (score, top1), = best(r.weights, 1)
@@ -353,7 +355,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
         "train_loss": r.train_loss.tolist(), "val_loss": [None if np.isnan(v) else v for v in r.val_loss.tolist()],
         "weights": {k: v.tolist() for k, v in r.weights.items()},
         "alphas": {k: v.tolist() for k, v in r.alphas.items()},
-        "top1": top1.encode(), "ties": search_export.tied_decisions(r.weights, decisions)})
+        "top1": top1.encode(), "ties": export.tied_decisions(r.weights, decisions)})
   return {
       "mode": search.mode, "order": search.order, "mixing": search.mixing,
       "space": {"stems": list(space.stems), "states": [list(c) for c in space.states],
@@ -363,12 +365,12 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
                   "paper_preset": arch.paper_name(), "config": path, "selection": provenance}
                  for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
       "tie_rule": "exact ties go to the simpler candidate: " + " < ".join(supernet.SIMPLICITY),
-      "ties": search_export.tied_decisions(mean_weights, decisions),
+      "ties": export.tied_decisions(mean_weights, decisions),
       "per_fold": {"config": per_fold_path, "selection": selection.NESTED,
                    "architectures": {fold: arch.encode() for fold, arch in per_fold.items()}} if per_fold else None,
       "folds_agree_on_top1": len({t["top1"] for t in tasks}) == 1,
       "tasks": tasks, "data_source": composite.source,
-      "config": reporting.config_dict(config)}
+      "config": scoring.config_dict(config)}
 
 
 def _summary_text(summary: Mapping[str, Any]) -> str:

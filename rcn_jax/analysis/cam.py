@@ -11,7 +11,7 @@ by differentiating the model at its last feature map (a zero perturbation added 
 flax's method interception), so no part of the model is re-implemented here. Maps are resized
 bilinearly to the image and min-max normalised per map for display.
 
-  python -m rcn_jax.cam --workdir=RUN [--out=cams.png] [--per_class=1] [--apex_dir=DIR]
+  python -m rcn_jax.analysis.cam --workdir=RUN [--out=cams.png] [--per_class=1] [--apex_dir=DIR]
 
 writes a grid (paper Fig. 10): per chosen test sample, the apex frame, the flow map, the CAM of
 the predicted class over the flow map and over the apex frame, titled with the true and predicted
@@ -34,7 +34,7 @@ import numpy as np
 
 from rcn_jax import errors, plots
 from rcn_jax.data import Composite
-from rcn_jax.predict import FramePair, Prediction, TrainedRun, load_run
+from rcn_jax.analysis.predict import FramePair, Prediction, TrainedRun, load_run
 
 COMPOSITE_FILE = "composite.npz"
 GRID_FILE = "cams.png"
@@ -188,10 +188,10 @@ def synthetic_apex_frame(dataset: str, subject: str, sample: str, label: int) ->
   """The apex frame of a synthetic-composite sample, regenerated (grey uint8)."""
   from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
   from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
-  from rcn_jax import protocol  # pylint: disable=g-import-not-at-top
+  from rcn_jax import sample_list  # pylint: disable=g-import-not-at-top
 
   generated = generate.generate_sample(generate.SyntheticConfig(),
-                                       protocol.ListedSample(dataset, subject, sample, int(label)))
+                                       sample_list.ListedSample(dataset, subject, sample, int(label)))
   return to_grey(generated.apex, "apex")
 
 
@@ -345,7 +345,7 @@ def read_apex_dir(directory: str, composite: Composite) -> list[np.ndarray | Non
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
-  parser = argparse.ArgumentParser(prog="python -m rcn_jax.cam", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m rcn_jax.analysis.cam", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="a finished run folder")
   parser.add_argument("--out", help=f"the PNG (default WORKDIR/{GRID_FILE})")

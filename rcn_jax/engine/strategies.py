@@ -1,6 +1,6 @@
 """Fold-parallel execution of the per-model functions over the stacked model axis.
 
-Three ways to run the same per-model program (`rcn_jax.steps.ModelProgram`) on every slot:
+Three ways to run the same per-model program (`rcn_jax.engine.steps.ModelProgram`) on every slot:
 - `vmap`: each device runs its slots as vmapped programs, `parallel.models_per_call` models per call
   (0: the largest block that fits the device's memory). Right for accelerators; on XLA:CPU
   vmapped convolutions become grouped convolutions, 4-10x slower.
@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from rcn_jax import multihost, sharding
-from rcn_jax.steps import ModelProgram, State
+from rcn_jax.engine import multihost, sharding
+from rcn_jax.engine.steps import ModelProgram, State
 
 STRATEGIES = ("auto", "vmap", "shard_map", "loop")
 

@@ -1,12 +1,12 @@
 """A finished run as one readable document: `report.md` (and optionally `report.html`).
 
-  python -m rcn_jax.report --workdir=RUN [--html] [--no_cams]
+  python -m rcn_jax.analysis.report --workdir=RUN [--html] [--no_cams]
 
 Sections: the setup (model, data, protocol, training, execution, versions), pooled results per
 scope (mean ± std over seeds, subject-bootstrap intervals), every seed, confusion matrices
 (tables and the engine's PNGs), learning curves (from `train_loss.csv`), class activation maps
-(`rcn_jax.cam`), and per-fold accuracy. Everything is read from the run folder; the CAM grid also
-needs the run's samples (see `rcn_jax.cam.load_run_composite`), and is left out with a note when
+(`rcn_jax.analysis.cam`), and per-fold accuracy. Everything is read from the run folder; the CAM grid also
+needs the run's samples (see `rcn_jax.analysis.cam.load_run_composite`), and is left out with a note when
 they cannot be loaded.
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, plots, reporting
+from rcn_jax import errors, plots
+from rcn_jax import scoring
 
 LEARNING_CURVES = "learning_curves.png"
 COMPOSITE = "composite"
@@ -116,7 +117,7 @@ def setup_blocks(results: Mapping[str, Any]) -> list[Block]:
   rows = [
       ["model", f"{model['preset']}: fm {model['features']}, pool {model['pool_size']} × {model['pool_size']}, "
                 f"dropout {model['dropout_rate']}"],
-      ["architecture selection", reporting.selection_text(results)],
+      ["architecture selection", scoring.selection_text(results)],
       ["data", f"{data['name']} ({data['flow_backend']} flow), datasets {', '.join(data['datasets'])}, "
                f"input {data['resolution']} × {data['resolution']}"
                + (f", motion magnified (alpha {magnification['alpha']})" if magnification else "")],
@@ -180,7 +181,7 @@ def confusion_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
 
 def learning_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
   """The learning-curve PNG (written here) and its reading."""
-  names, losses = reporting.read_train_losses(workdir)
+  names, losses = scoring.read_train_losses(workdir)
   threshold = results["config"]["train"]["loss_threshold"]
   plots.learning_curves(os.path.join(workdir, LEARNING_CURVES), losses, names=names, threshold=threshold,
                         title=f"training loss of {len(names)} fold models")
@@ -194,7 +195,7 @@ def learning_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
 
 def cam_blocks(workdir: str, cams: bool) -> list[Block]:
   """The CAM grid (written if missing), or a note why there is none."""
-  from rcn_jax import cam  # pylint: disable=g-import-not-at-top
+  from rcn_jax.analysis import cam  # pylint: disable=g-import-not-at-top
 
   blocks: list[Block] = [Heading("Class activation maps")]
   path = os.path.join(workdir, cam.GRID_FILE)
@@ -204,7 +205,7 @@ def cam_blocks(workdir: str, cams: bool) -> list[Block]:
     except (FileNotFoundError, ValueError) as error:
       return blocks + [Paragraph(f"No CAM grid: {error}")]
   if not os.path.exists(path):
-    return blocks + [Paragraph(f"No CAM grid (write one with `python -m rcn_jax.cam --workdir={workdir}`).")]
+    return blocks + [Paragraph(f"No CAM grid (write one with `python -m rcn_jax.analysis.cam --workdir={workdir}`).")]
   return blocks + [Paragraph("Per true class, the most confident correct and failed test samples, each explained "
                              "by the fold model that held its subject out: the CAM of the predicted class "
                              "over the flow map and the apex frame."),
@@ -229,7 +230,7 @@ def build_report(workdir: str, *, cams: bool = True) -> list[Block]:
   Returns:
     The blocks.
   """
-  from rcn_jax.predict import RESULTS, read_run_json  # pylint: disable=g-import-not-at-top
+  from rcn_jax.analysis.predict import RESULTS, read_run_json  # pylint: disable=g-import-not-at-top
 
   results = read_run_json(Path(workdir) / RESULTS)
   config = results["config"]
@@ -254,7 +255,7 @@ def write_report(workdir: str, *, html_too: bool = False, cams: bool = True) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status."""
-  parser = argparse.ArgumentParser(prog="python -m rcn_jax.report", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m rcn_jax.analysis.report", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="a finished run folder")
   parser.add_argument("--html", action="store_true", help="also write report.html")

@@ -1,7 +1,7 @@
 """Class probabilities of new clips from a finished run's fold models.
 
-  python -m rcn_jax.predict --workdir=RUN --onset=ONSET.png --apex=APEX.png
-  python -m rcn_jax.predict --workdir=RUN --clip=CLIP_DIR [--apex_method=xia_std]
+  python -m rcn_jax.analysis.predict --workdir=RUN --onset=ONSET.png --apex=APEX.png
+  python -m rcn_jax.analysis.predict --workdir=RUN --clip=CLIP_DIR [--apex_method=xia_std]
 
 Faces must already be cropped. The frames go through the run's own input pipeline: grey
 conversion, the frame size the dataset was built at, motion magnification if the run used it,
@@ -11,8 +11,8 @@ fold x seed) scores the pair; the printed probabilities are their mean. `--held_
 keeps only the models that never saw that subject, which reproduces the run's own LOSO
 evaluation of that subject's samples.
 
-The library side (`load_run`, `TrainedRun`, `network_input`) serves `rcn_jax.cam` and
-`rcn_jax.report` too.
+The library side (`load_run`, `TrainedRun`, `network_input`) serves `rcn_jax.analysis.cam` and
+`rcn_jax.analysis.report` too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, reporting
+from rcn_jax import errors
+from rcn_jax import scoring
 
 CONFIG = "config.json"
 RESULTS = "results.json"
@@ -78,8 +79,8 @@ class TrainedRun:
 
   @property
   def class_names(self) -> tuple[str, ...]:
-    from rcn_jax import protocol  # pylint: disable=g-import-not-at-top
-    return tuple(self.results.get("class_names", protocol.CLASS_NAMES))
+    from rcn_jax import sample_list  # pylint: disable=g-import-not-at-top
+    return tuple(self.results.get("class_names", sample_list.CLASS_NAMES))
 
   @property
   def flow_backend(self) -> str:
@@ -139,10 +140,10 @@ def read_run_json(path: Path) -> dict[str, Any]:
 def read_model_names(workdir: str | os.PathLike) -> list[tuple[str, int]]:
   """(fold, seed) of each model slot, from the header of the run's `train_loss.csv`."""
   names = []
-  for column in reporting.read_train_losses(workdir)[0]:
+  for column in scoring.read_train_losses(workdir)[0]:
     fold, separator, seed = column.rpartition("@")
     if not separator or not seed.lstrip("-").isdigit():
-      raise errors.UserError(f"{Path(workdir) / reporting.TRAIN_LOSS}: column {column!r} is not FOLD@SEED")
+      raise errors.UserError(f"{Path(workdir) / scoring.TRAIN_LOSS}: column {column!r} is not FOLD@SEED")
     names.append((fold, int(seed)))
   return names
 
@@ -159,7 +160,8 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
 
-  from rcn_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  from rcn_jax import train  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import checkpoint
 
   workdir = Path(workdir)
   config_dict = read_run_json(workdir / CONFIG)
@@ -241,7 +243,7 @@ def network_input(onset: np.ndarray, apex: np.ndarray, *, backend: str, resoluti
     `[resolution, resolution, 3]` float32 in [0, 1].
   """
   from data_prep.flowmap import compute_flow_map  # pylint: disable=g-import-not-at-top
-  from rcn_jax import flowmaps  # pylint: disable=g-import-not-at-top
+  from rcn_jax import transform  # pylint: disable=g-import-not-at-top
 
   onset, apex = np.asarray(onset), np.asarray(apex)
   if magnification:
@@ -251,7 +253,7 @@ def network_input(onset: np.ndarray, apex: np.ndarray, *, backend: str, resoluti
   flow_map = compute_flow_map(onset, apex, backend=backend)
   # The datasets store flow maps in float16 (data_prep.flow_dataset); the run saw those values.
   stored = flow_map.astype(np.float16).astype(np.float32)
-  return flowmaps.to_network_input(stored, resolution)
+  return transform.to_network_input(stored, resolution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,7 +381,7 @@ def format_prediction(run: TrainedRun, pair: FramePair, prediction: Prediction, 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m rcn_jax.predict", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m rcn_jax.analysis.predict", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="a finished run folder (launch.py --workdir)")
   parser.add_argument("--onset", help="onset frame image (face cropped)")
@@ -425,7 +427,7 @@ def _predict_command(args: argparse.Namespace) -> None:
   seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
   prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds)
   if args.cam:
-    from rcn_jax import cam  # pylint: disable=g-import-not-at-top
+    from rcn_jax.analysis import cam  # pylint: disable=g-import-not-at-top
     cam.write_pair_cams(args.cam, run, pair, prediction)
   if args.json:
     print(json.dumps({"frames": {"onset": pair.onset_name, "apex": pair.apex_name,

@@ -14,7 +14,7 @@ import os
 import orbax.checkpoint as ocp
 
 from rcn_jax import errors
-from rcn_jax.steps import State
+from rcn_jax.engine.steps import State
 
 
 class Checkpoints:

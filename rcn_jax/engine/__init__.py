@@ -1,0 +1,1 @@
+"""The training engine: per-model steps, execution strategies over a device mesh, processes, checkpoints."""

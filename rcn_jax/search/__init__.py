@@ -1,0 +1,1 @@
+"""Bilevel (DARTS-style) architecture search: the loop, the bilevel steps, leakage-free splits, export."""
