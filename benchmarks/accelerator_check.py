@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from configs import rcn_f as rcn_f_config  # noqa: E402  pylint: disable=wrong-import-position
 from configs import search as search_config  # noqa: E402  pylint: disable=wrong-import-position
 from rcn_jax import folds, train  # noqa: E402  pylint: disable=wrong-import-position
+from rcn_jax.engine import plan  # noqa: E402  pylint: disable=wrong-import-position
 from rcn_jax import sample_list
 from rcn_jax.data import Composite  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -93,15 +94,15 @@ def check_vmap_equals_loop(quick: bool) -> tuple[str, str]:
     config.protocol.max_folds = 0
     config.train.update(batch_size=8, learning_rate=0.05)
     config.parallel.update(strategy=strategy, models_per_call=2)
-    plan = train.plan_run(config, composite, jax.devices()[:1])
-    state = plan.executor.init(plan.init_keys)
+    run = plan.plan_run(config, composite, jax.devices()[:1])
+    state = run.executor.init(run.init_keys)
     for epoch in range(2):
-      state = plan.executor.train_epoch(state, epoch)
-    probabilities[strategy] = plan.executor.predict(state)[:plan.layout.num_models]
+      state = run.executor.train_epoch(state, epoch)
+    probabilities[strategy] = run.executor.predict(state)[:run.layout.num_models]
   difference = float(np.abs(probabilities["vmap"] - probabilities["loop"]).max())
   learned = float(np.abs(probabilities["loop"] - 1 / 3).max())
   status = "ok" if difference <= 1e-4 and learned > 1e-3 else "FAIL"
-  return status, f"{plan.layout.num_models} models, max abs(vmap - loop) = {difference:.1e} (tolerance 1e-4)"
+  return status, f"{run.layout.num_models} models, max abs(vmap - loop) = {difference:.1e} (tolerance 1e-4)"
 
 
 def check_parity(quick: bool) -> tuple[str, str]:

@@ -6,7 +6,7 @@ sizes (the organisers' 68 subjects), two worker processes per model compile and 
   `RCN_A` / `RCN_F` classes layer for layer, RCN_F's reused stream 2 included): a fresh model per
   fold, folds one after another, `torch.set_num_threads(2)`, batch 64, SGD momentum 0.9, in-memory
   tensors (no DataLoader, which would only slow it down);
-- rcn-jax: `rcn_jax.train`'s plan with the config defaults (`parallel.strategy=auto`,
+- rcn-jax: `rcn_jax.engine.plan`'s executor with the config defaults (`parallel.strategy=auto`,
   `models_per_call=0`) and `launch.py`'s XLA flags (one host device per core). Its rcn_f is the
   paper's three-stream stem; the official class's reused stream 2 costs the same convolutions.
 Then the driver runs paired rounds: both workers train the same F folds for E epochs, official
@@ -22,7 +22,7 @@ time, peak resident memory, and the 68 folds x 100 epochs projection.
 
   python benchmarks/loso_throughput.py            # both models, 8 folds x 2 epochs, 6 rounds (~10 min)
   python benchmarks/loso_throughput.py --quick    # rcn_f, 2 folds x 1 epoch, 2 rounds (~1-2 min)
-  python benchmarks/loso_throughput.py --jax-variants auto,shard_map:2,auto::windows   # more rcn-jax settings
+  python benchmarks/loso_throughput.py --jax-variants auto,shard_map:2   # more rcn-jax settings
 
 Without torch the rcn-jax figures are printed alone.
 """
@@ -65,32 +65,31 @@ def _jax_worker(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT))
   from configs import base  # pylint: disable=g-import-not-at-top
-  from rcn_jax import folds, train  # pylint: disable=g-import-not-at-top
-  from rcn_jax.engine import strategies
+  from rcn_jax import folds  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import plan, steps, strategies  # pylint: disable=g-import-not-at-top
 
   run_folds, inputs, labels = _folds_and_data(args.folds)
   features, pool = MODELS[args.model]
   config = base.make_config(preset=args.model, features=features, pool_size=pool, arg=None)
   config.train.batch_size = BATCH
-  strategy_name, *options = args.variant.split(":")
+  strategy_name, _, models_per_call = args.variant.partition(":")
   config.parallel.strategy = strategy_name
-  config.parallel.models_per_call = int(options[0]) if options and options[0] else 0
-  config.parallel.stem_windows = "windows" in options
+  config.parallel.models_per_call = int(models_per_call or 0)
   devices = jax.devices()
   strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
   per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
   layout = folds.layout_models(run_folds, (0,), strategies.slot_multiple(strategy, len(devices), per_call))
-  program = train.create_program(config, max(len(f.train_indices) for f in run_folds))
-  init_keys, train_keys = train.model_keys(layout)
+  program = plan.create_program(config, max(len(f.train_indices) for f in run_folds))
+  init_keys, train_keys = plan.model_keys(layout)
   test_indices, _ = layout.test_table()
-  executor = strategies.make_executor(strategy, program, devices, models_per_call=per_call, inputs=inputs,
-                                      labels=labels, keys=train_keys, train_mask=layout.train_mask(len(labels)),
-                                      test_indices=test_indices, stem_windows=config.parallel.stem_windows)
+  executor = strategies.make_executor(
+      strategy, program, devices, tables=steps.SlotTables(train_keys, layout.train_mask(len(labels)), test_indices),
+      data=steps.Data(inputs, labels), models_per_call=per_call)
   started = time.perf_counter()
   state = jax.block_until_ready(executor.train_epoch(executor.init(init_keys), 0))
   compile_s = time.perf_counter() - started
   epoch = 1
-  described = f"{strategy} x{executor.models_per_call}{' stem-windows' if executor.program.stem_patches else ''}"
+  described = f"{strategy} x{executor.models_per_call}"
   print(f"ready {compile_s:.3f} {program.settings.steps_per_epoch} {layout.num_slots} {described}", flush=True)
   for line in sys.stdin:
     if line.strip() != "go":
@@ -283,7 +282,7 @@ def main() -> None:
                       help="seconds to wait for it; then the round is measured and labelled as under load")
   parser.add_argument("--jax-variants", default="auto",
                       help="rcn-jax settings, comma-separated: auto (launch.py defaults) or "
-                           "STRATEGY[:MODELS_PER_CALL][:windows] (windows: parallel.stem_windows), e.g. auto::windows")
+                           "STRATEGY[:MODELS_PER_CALL], e.g. shard_map:2")
   parser.add_argument("--quick", action="store_true", help="rcn_f only, 2 folds x 1 epoch, 2 rounds")
   parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   parser.add_argument("--model", help=argparse.SUPPRESS)

@@ -18,6 +18,16 @@ from rcn_jax import errors
 PROTOCOLS = ("loso", "lodo")
 
 
+def stable_id(name: str) -> int:
+  """A number derived from `name` only (a fold's, a search task's), for its RNG streams."""
+  return zlib.crc32(name.encode())
+
+
+def subject_groups(subjects: Sequence[str], datasets: Sequence[str]) -> np.ndarray:
+  """`[N]` `dataset/subject` keys: subject keys repeat across datasets (`s01`, `sub01`, `006`)."""
+  return np.asarray([f"{d}/{s}" for d, s in zip(datasets, subjects)], dtype=str)
+
+
 @dataclasses.dataclass(frozen=True)
 class Fold:
   """One train/test split.
@@ -38,7 +48,7 @@ class Fold:
   @property
   def stable_id(self) -> int:
     """A number derived from the fold's name only, so its RNG streams do not depend on the others."""
-    return zlib.crc32(self.name.encode())
+    return stable_id(self.name)
 
 
 def make_folds(subjects: Sequence[str], datasets: Sequence[str], protocol: str = "loso") -> list[Fold]:
@@ -58,14 +68,13 @@ def make_folds(subjects: Sequence[str], datasets: Sequence[str], protocol: str =
   if subjects.shape != datasets.shape or subjects.ndim != 1:
     raise ValueError(f"subjects {subjects.shape} and datasets {datasets.shape} must be equal 1-D shapes")
   if protocol == "loso":
-    groups = [f"{d}/{s}" for d, s in zip(datasets, subjects)]
+    groups = subject_groups(subjects, datasets)
   elif protocol == "lodo":
-    groups = list(datasets)
-    if len(set(groups)) < 2:
+    groups = datasets
+    if len(set(groups.tolist())) < 2:
       raise errors.UserError("protocol 'lodo' needs at least two datasets in the composite")
   else:
     raise errors.UserError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-  groups = np.asarray(groups, dtype=str)
   folds = []
   for name in dict.fromkeys(groups.tolist()):
     test = np.flatnonzero(groups == name)

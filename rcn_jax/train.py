@@ -10,7 +10,6 @@ last checkpoint; a finished workdir is reported, not retrained. In a multi-proce
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -26,9 +25,8 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from rcn_jax import errors, folds, models, selection
-from rcn_jax.engine import checkpoint, multihost, steps, strategies
-from rcn_jax import sample_list, scoring
+from rcn_jax import errors, folds, sample_list, scoring, selection
+from rcn_jax.engine import checkpoint, multihost, plan, steps, strategies
 from rcn_jax.data import Composite, check_configured, load_configured
 
 RESULTS = "results.json"
@@ -37,37 +35,6 @@ CHECKPOINTS = "checkpoints"
 # Config sections that do not change what is trained: a started run may go on, or a finished one be
 # re-reported, with other values of them.
 REPORT_ONLY = ("report", "checkpoint")
-
-
-def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> steps.ModelProgram:
-  """The model, optimiser and epoch settings a config describes."""
-  module = models.create_model(
-      config.model.preset, features=config.model.features, pool_size=config.model.pool_size,
-      num_classes=len(sample_list.CLASS_NAMES), dropout_rate=config.model.dropout_rate,
-      reference_quirks=config.model.reference_quirks, pytorch_bn=config.model.pytorch_bn,
-      steps=config.model.steps)
-  train = config.train
-  settings = steps.EpochSettings(
-      batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
-      max_epochs=train.num_epochs,
-      steps_per_call=config.parallel.steps_per_call)
-  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay)
-  return steps.ModelProgram(module, optimizer, settings)
-
-
-def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
-  """`[slots, 2]` initialisation and training keys; a model's keys depend on its seed and fold only."""
-  init_keys, train_keys = [], []
-  for slot in range(layout.num_slots):
-    if slot < layout.num_models:
-      seed_key = jax.random.PRNGKey(layout.seed_of_slot[slot])
-      key = jax.random.fold_in(seed_key, layout.folds[layout.fold_of_slot[slot]].stable_id)
-    else:
-      key = jax.random.PRNGKey(0)
-    init_key, train_key = jax.random.split(key)
-    init_keys.append(np.asarray(init_key))
-    train_keys.append(np.asarray(train_key))
-  return np.stack(init_keys), np.stack(train_keys)
 
 
 def check_config(config: ml_collections.ConfigDict, composite: Composite | None = None) -> None:
@@ -81,11 +48,9 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
   for key in ("batch_size", "num_epochs"):
     if train[key] < 1:
       raise errors.UserError(f"train.{key}={train[key]} must be >= 1")
-  if train.learning_rate <= 0:
-    raise errors.UserError(f"train.learning_rate={train.learning_rate} must be positive")
-  for key in ("momentum", "weight_decay", "loss_threshold"):
-    if not math.isfinite(train[key]) or train[key] < 0:
-      raise errors.UserError(f"train.{key}={train[key]} must be finite and >= 0")
+  steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay)
+  if not math.isfinite(train.loss_threshold) or train.loss_threshold < 0:
+    raise errors.UserError(f"train.loss_threshold={train.loss_threshold} must be finite and >= 0")
   if not config.seeds or len(set(config.seeds)) != len(config.seeds):
     raise errors.UserError(f"seeds={tuple(config.seeds)} must name at least one seed, each once")
   if config.protocol.name not in folds.PROTOCOLS:
@@ -97,12 +62,7 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
   for key in ("models_per_call", "steps_per_call"):
     if config.parallel[key] < 0:
       raise errors.UserError(f"parallel.{key}={config.parallel[key]} must be >= 0")
-  if config.parallel.strategy not in strategies.STRATEGIES:
-    raise errors.UserError(f"parallel.strategy={config.parallel.strategy!r}: expected one of {strategies.STRATEGIES}")
-  try:
-    strategies.resolve_strategy(config.parallel.strategy, jax.devices())
-  except ValueError as error:
-    raise errors.UserError(f"parallel.strategy: {error}") from error
+  strategies.resolve_strategy(config.parallel.strategy, jax.devices())
   if not 0 < config.report.confidence < 1:
     raise errors.UserError(f"report.confidence={config.report.confidence} must be in (0, 1)")
   if config.report.bootstrap_resamples < 0:
@@ -113,34 +73,9 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
     raise errors.UserError(f"checkpoint.max_to_keep={config.checkpoint.max_to_keep} must be >= 1")
   if composite is None:
     check_configured(config.data)
-    _check_model(config, (config.data.resolution, config.data.resolution))
+    plan.check_model(config, (config.data.resolution, config.data.resolution))
   else:
-    _check_model(config, composite.flows.shape[1:3])
-
-
-def _check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> None:
-  """Builds the configured model and traces it on one input of the configured size, without compiling."""
-  model = config.model
-  if model.pool_size < 1:
-    raise errors.UserError(f"model.pool_size={model.pool_size} must be >= 1")
-  if not 0 <= model.dropout_rate < 1:
-    raise errors.UserError(f"model.dropout_rate={model.dropout_rate} must be in [0, 1)")
-  if model.steps is not None and model.steps < 1:
-    raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
-  selection.provenance(config)
-  for architecture in sorted({model.preset, *selection.fold_architectures(config).values()}):
-    architecture_config = copy.deepcopy(config)
-    with architecture_config.unlocked():
-      architecture_config.model.preset = architecture
-    program = create_program(architecture_config, max_train_size=config.train.batch_size)
-    try:
-      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, *size, 3), np.float32))
-    except (TypeError, ValueError) as error:
-      if isinstance(error, errors.UserError):
-        raise
-      raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
-                             f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px: "
-                             f"{errors.one_line(error)}") from error
+    plan.check_model(config, composite.flows.shape[1:3])
 
 
 def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
@@ -191,52 +126,6 @@ def _versions() -> dict[str, str]:
           "orbax_checkpoint": orbax.checkpoint.__version__, "numpy": np.__version__}
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """What a run trains: the folds, their layout on the devices and the executor that runs them."""
-  folds: list[folds.Fold]
-  layout: folds.ModelLayout
-  executor: strategies.Executor
-  init_keys: np.ndarray
-  test_indices: np.ndarray
-  test_valid: np.ndarray
-  execution: dict[str, Any]
-
-
-def _protocol_folds(config: ml_collections.ConfigDict, composite: Composite) -> list[folds.Fold]:
-  return folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
-                            config.protocol.max_folds)
-
-
-def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: list[jax.Device] | None = None,
-             fold_names: tuple[str, ...] | None = None) -> Plan:
-  """The folds, layout and executor of a config's run on `composite` (over `devices`, default all).
-
-  `fold_names` keeps only those folds: one architecture's folds of a per-fold run (`rcn_jax.selection`).
-  """
-  run_folds = _protocol_folds(config, composite)
-  if fold_names is not None:
-    run_folds = [fold for fold in run_folds if fold.name in fold_names]
-  devices = jax.devices() if devices is None else devices
-  strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
-  per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
-  layout = folds.layout_models(run_folds, tuple(config.seeds),
-                               strategies.slot_multiple(strategy, len(devices), per_call))
-  train_mask = layout.train_mask(len(composite))
-  test_indices, test_valid = layout.test_table()
-  folds.check_disjoint(train_mask, test_indices, test_valid)
-  program = create_program(config, max(len(f.train_indices) for f in run_folds))
-  init_keys, train_keys = model_keys(layout)
-  executor = strategies.make_executor(
-      strategy, program, devices, models_per_call=per_call, stem_windows=config.parallel.stem_windows,
-      inputs=composite.flows, labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
-      loss_threshold=config.train.loss_threshold or float("-inf"))
-  execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
-               "models_per_call": executor.models_per_call, "stem_patches": executor.program.stem_patches,
-               "models": layout.num_models, "slots": layout.num_slots}
-  return Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        composite: Composite | None = None) -> dict[str, Any]:
   """Trains every (fold, seed) model of the config's protocol and writes the pooled results.
@@ -268,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if warning and multihost.is_main():
     print(f"warning: {warning}", file=sys.stderr)
   # One program per architecture: a single one, or one per group of a per-fold run (rcn_jax.selection).
-  groups = selection.group_runs(config, [fold.name for fold in _protocol_folds(config, composite)])
+  groups = selection.group_runs(config, [fold.name for fold in plan.protocol_folds(config, composite)])
   parts = [_run_group(group_config, composite, fold_names,
                       workdir if fold_names is None else os.path.join(workdir, f"architecture_{index}"))
            for index, (group_config, fold_names) in enumerate(groups)]
@@ -320,31 +209,31 @@ class _GroupRun:
 
 def _run_group(config, composite, fold_names, workdir) -> _GroupRun:
   """Trains and tests the folds of one program, checkpointing in `workdir`."""
-  plan = plan_run(config, composite, fold_names=fold_names)
+  run = plan.plan_run(config, composite, fold_names=fold_names)
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
-    start_epoch, state = checkpoints.restore(plan.executor.abstract_state())
+    start_epoch, state = checkpoints.restore(run.executor.abstract_state())
   else:
-    start_epoch, state = 0, plan.executor.init(plan.init_keys)
+    start_epoch, state = 0, run.executor.init(run.init_keys)
   if multihost.is_main():
-    print(f"{config.model.preset}: {len(plan.folds)} folds x {len(plan.layout.seeds)} seed(s) = "
-          f"{plan.layout.num_models} models, strategy {plan.execution['strategy']} on "
-          f"{len(plan.execution['devices'])} device(s) of {jax.process_count()} process(es); "
+    print(f"{config.model.preset}: {len(run.folds)} folds x {len(run.layout.seeds)} seed(s) = "
+          f"{run.layout.num_models} models, strategy {run.execution['strategy']} on "
+          f"{len(run.execution['devices'])} device(s) of {jax.process_count()} process(es); "
           f"{len(composite)} samples from {composite.source}", file=sys.stderr)
   timings = {}
   state, timings["train_s"], timings["first_epoch_s"] = _train(
-      config, plan.executor, checkpoints, state, start_epoch, plan.layout, workdir)
+      config, run.executor, checkpoints, state, start_epoch, run.layout, workdir)
   checkpoints.close()
   predict_started = time.perf_counter()
-  probabilities = plan.executor.predict(state)
+  probabilities = run.executor.predict(state)
   timings["predict_s"] = time.perf_counter() - predict_started
-  history, epochs_trained = (table[:plan.layout.num_models]
+  history, epochs_trained = (table[:run.layout.num_models]
                              for table in multihost.to_host((state["loss_history"], state["epochs_trained"])))
-  layout = plan.layout
+  layout = run.layout
   names = [f"{layout.folds[layout.fold_of_slot[m]].name}@{layout.seed_of_slot[m]}" for m in range(layout.num_models)]
-  return _GroupRun(config.model.preset, tuple(f.name for f in plan.folds), len(plan.folds), names,
-                   scoring.gather_predictions(layout, probabilities, plan.test_indices, plan.test_valid),
-                   history, epochs_trained, plan.execution, start_epoch, timings)
+  return _GroupRun(config.model.preset, tuple(f.name for f in run.folds), len(run.folds), names,
+                   scoring.gather_predictions(layout, probabilities, run.test_indices, run.test_valid),
+                   history, epochs_trained, run.execution, start_epoch, timings)
 
 
 def _merged_predictions(parts: list[scoring.Predictions], seeds) -> scoring.Predictions:

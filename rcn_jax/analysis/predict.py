@@ -160,8 +160,7 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
 
-  from rcn_jax import train  # pylint: disable=g-import-not-at-top
-  from rcn_jax.engine import checkpoint
+  from rcn_jax.engine import checkpoint, plan  # pylint: disable=g-import-not-at-top
 
   workdir = Path(workdir)
   config_dict = read_run_json(workdir / CONFIG)
@@ -170,7 +169,7 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   slots = int(results.get("execution", {}).get("slots", len(names)))
   if slots < len(names):
     raise errors.UserError(f"{workdir / RESULTS}: {slots} slots for {len(names)} models")
-  program = train.create_program(ml_collections.ConfigDict(config_dict), 1)
+  program = plan.create_program(ml_collections.ConfigDict(config_dict), 1)
   resolution = int(config_dict["data"]["resolution"])
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   shapes = jax.eval_shape(jax.vmap(program.init, in_axes=(0, None)),

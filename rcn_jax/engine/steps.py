@@ -10,16 +10,41 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from rcn_jax.models import rcn
+from rcn_jax import errors
 
 State = dict[str, Any]
+
+
+class SlotTables(NamedTuple):
+  """What one slot (one model) reads of its own; the executor stacks them `[slots, ...]`.
+
+  Attributes:
+    key: `[2]` uint32, the model's training key.
+    train_mask: `[N]` bool, the samples the model trains on.
+    test_indices: `[T]` int32, the samples it is tested on (padded with one of them).
+  """
+  key: Any
+  train_mask: Any
+  test_indices: Any
+
+
+class Data(NamedTuple):
+  """The samples every model reads (one copy per device).
+
+  Attributes:
+    inputs: `[N, H, W, 3]` float32 network inputs.
+    labels: `[N]` int32 class indices.
+  """
+  inputs: Any
+  labels: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +81,15 @@ class EpochSettings:
     return -(-self.steps_per_epoch // self.unrolled_steps)
 
 
+def check_optimizer(learning_rate: float, momentum: float, weight_decay: float) -> None:
+  """Raises a UserError naming the `train.*` key of a setting `make_optimizer` cannot use."""
+  if not learning_rate > 0:
+    raise errors.UserError(f"train.learning_rate={learning_rate} must be positive")
+  for key, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+    if not np.isfinite(value) or value < 0:
+      raise errors.UserError(f"train.{key}={value} must be finite and >= 0")
+
+
 @functools.lru_cache(maxsize=None)
 def make_optimizer(learning_rate: float, momentum: float, weight_decay: float) -> optax.GradientTransformation:
   """SGD with momentum and coupled L2 weight decay, as PyTorch's `SGD(weight_decay=...)` applies it.
@@ -69,13 +103,39 @@ def make_optimizer(learning_rate: float, momentum: float, weight_decay: float) -
   return sgd
 
 
+def cut_batches(order, count, batch_size: int, num_steps: int):
+  """Cuts an epoch's sample order into `[num_steps, batch_size]` minibatches.
+
+  The core of both epoch samplers: `epoch_batches` (inside the training program, JAX) and the
+  search's `host_epoch_batches` (on the host, NumPy); it runs on either kind of array.
+
+  Args:
+    order: `[M]` int sample indices, the epoch's `count` samples first.
+    count: how many entries of `order` are the epoch's samples (may be traced).
+    batch_size: B.
+    num_steps: S; `S * B` must cover `count`.
+
+  Returns:
+    indices `[S, B]` and valid `[S, B]` bool; invalid (padding) positions repeat `order[0]`.
+  """
+  xp = np if isinstance(order, np.ndarray) else jnp
+  slots = num_steps * batch_size
+  if slots > order.shape[0]:
+    order = xp.concatenate([order, xp.zeros(slots - order.shape[0], order.dtype)])
+  order = order[:slots]
+  valid = xp.arange(slots) < count
+  indices = xp.where(valid, order, order[0])
+  return indices.reshape(num_steps, batch_size), valid.reshape(num_steps, batch_size)
+
+
 def epoch_batches(key: jax.Array, train_mask: jax.Array, batch_size: int,
                   num_steps: int) -> tuple[jax.Array, jax.Array]:
-  """One epoch's minibatches: a fresh permutation of the training samples, cut into batches.
+  """One training epoch's minibatches, inside the program: a fresh permutation of the training samples.
 
-  Only indices with `train_mask` set are ever returned, also in padded positions (which repeat
-  the first training index and are masked), so the test samples of a fold cannot reach its
-  training loss or its BatchNorm statistics.
+  The shapes depend on `num_steps` only, not on the fold, so every fold runs the same program. Only
+  indices with `train_mask` set are ever returned, also in padded positions (which repeat the first
+  training index and are masked), so the test samples of a fold cannot reach its training loss or
+  its BatchNorm statistics.
 
   Args:
     key: RNG key of this model and epoch.
@@ -89,13 +149,7 @@ def epoch_batches(key: jax.Array, train_mask: jax.Array, batch_size: int,
   num_samples = train_mask.shape[0]
   scores = jnp.where(train_mask, jax.random.uniform(key, (num_samples,)), 2.0)
   order = jnp.argsort(scores).astype(jnp.int32)
-  slots = num_steps * batch_size
-  if slots > num_samples:
-    order = jnp.concatenate([order, jnp.zeros(slots - num_samples, jnp.int32)])
-  order = order[:slots]
-  valid = jnp.arange(slots) < train_mask.sum()
-  indices = jnp.where(valid, order, order[0])
-  return indices.reshape(num_steps, batch_size), valid.reshape(num_steps, batch_size)
+  return cut_batches(order, train_mask.sum(), batch_size, num_steps)
 
 
 def _select(take: jax.Array, new: Any, old: Any) -> Any:
@@ -104,23 +158,10 @@ def _select(take: jax.Array, new: Any, old: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ModelProgram:
-  """A model, its optimiser and epoch settings, with pure per-model functions over them.
-
-  With `stem_patches` the training program reads the stem's conv windows, formed once for the
-  whole dataset by `network_inputs`, and computes the stem as matmuls: on XLA:CPU the weight
-  gradient of a convolution over 3 input channels is otherwise the most expensive op of a step.
-  The windows take k*k times the input's memory (25x for the 5x5 stem); see
-  `strategies.make_executor`, which enables them where they fit.
-  """
+  """A model, its optimiser and epoch settings, with pure per-model functions over them."""
   module: nn.Module
   optimizer: optax.GradientTransformation
   settings: EpochSettings
-  stem_patches: bool = False
-
-  def network_inputs(self, inputs: jax.Array) -> dict[str, Any]:
-    """What `train_call` reads: `{"x": inputs [N, H, W, 3]}`, plus `"patches"` with `stem_patches`."""
-    patches = rcn.input_patches(self.module, inputs) if self.stem_patches else None
-    return {"x": inputs} if patches is None else {"x": inputs, "patches": patches}
 
   def init(self, key: jax.Array, example_input: jax.Array) -> State:
     """Fresh state of one model: variables, optimiser state, stopping-rule bookkeeping.
@@ -147,10 +188,9 @@ class ModelProgram:
     }
 
   def _loss(self, params, batch_stats, inputs, labels, valid, dropout_key):
-    extra = {"stem_patches": inputs["patches"]} if "patches" in inputs else {}
     logits, updates = self.module.apply(
-        {"params": params, "batch_stats": batch_stats}, inputs["x"], train=True, mask=valid,
-        rngs={"dropout": dropout_key}, mutable=["batch_stats"], **extra)
+        {"params": params, "batch_stats": batch_stats}, inputs, train=True, mask=valid,
+        rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     per_sample = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
     loss_sum = jnp.sum(jnp.where(valid, per_sample, 0.0))
     mean = loss_sum / jnp.maximum(valid.sum(), 1)
@@ -158,11 +198,10 @@ class ModelProgram:
 
   def _step(self, carry, batch):
     params, batch_stats, opt_state, loss_sum, active = carry
-    indices, valid, inputs_n, labels_n, dropout_key = batch
+    indices, valid, data, dropout_key = batch
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-    batch_inputs = jax.tree.map(lambda leaf: leaf[indices], inputs_n)
     (_, (new_stats, batch_loss)), grads = grad_fn(
-        params, batch_stats, batch_inputs, labels_n[indices], valid, dropout_key)
+        params, batch_stats, data.inputs[indices], data.labels[indices], valid, dropout_key)
     updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     # A step without valid samples (a small fold's tail) or of a stopped model changes nothing:
@@ -172,22 +211,20 @@ class ModelProgram:
         take, (new_params, new_stats, new_opt_state), (params, batch_stats, opt_state))
     return params, batch_stats, opt_state, loss_sum + jnp.where(take, batch_loss, 0.0), active
 
-  def train_call(self, state: State, key: jax.Array, epoch: jax.Array, call: jax.Array,
-                 loss_threshold: jax.Array, train_mask: jax.Array, inputs: dict[str, Any],
-                 labels: jax.Array) -> State:
+  def train_call(self, state: State, slot: SlotTables, data: Data, epoch: jax.Array, call: jax.Array,
+                 loss_threshold: jax.Array) -> State:
     """Runs call `call` of epoch `epoch` of one model; the epoch's last call applies the stopping rule.
 
     Args:
       state: the model's state (see `init`).
-      key: the model's training key; the epoch's permutation and dropout derive from it.
+      slot: the model's tables: `key`, its training key (the epoch's permutation and dropout
+        derive from it), and `train_mask`, its training samples (`test_indices` unused).
+      data: every sample (the gather happens inside the program).
       epoch: scalar int32, the epoch number (0-based).
       call: scalar int32 in [0, calls_per_epoch): which `unrolled_steps` steps of the epoch to run.
       loss_threshold: scalar float32; the model stops once its epoch-mean training loss falls
         below it (`-inf` for a fixed number of epochs). An input, not a constant, so runs that
         differ only in it share their compiled program.
-      train_mask: `[N]` bool, this model's training samples.
-      inputs: `network_inputs` of all samples `[N, H, W, 3]` (the gather happens inside the program).
-      labels: `[N]` int32.
 
     Returns:
       The new state; after the last call `loss_history[epoch]` holds the epoch-mean training
@@ -196,7 +233,8 @@ class ModelProgram:
     settings = self.settings
     per_call = settings.unrolled_steps
     padded_steps = per_call * settings.calls_per_epoch
-    order_key, dropout_key = jax.random.split(jax.random.fold_in(key, epoch))
+    train_mask = slot.train_mask
+    order_key, dropout_key = jax.random.split(jax.random.fold_in(slot.key, epoch))
     indices, valid = epoch_batches(order_key, train_mask, settings.batch_size, padded_steps)
     dropout_keys = jax.random.split(dropout_key, padded_steps)
     first = call * per_call
@@ -206,7 +244,7 @@ class ModelProgram:
     loss_sum = jnp.where(call == 0, 0.0, state["loss_sum"])
     carry = (state["params"], state["batch_stats"], state["opt_state"], loss_sum, active)
     for step in range(per_call):
-      carry = self._step(carry, (indices[step], valid[step], inputs, labels, dropout_keys[step]))
+      carry = self._step(carry, (indices[step], valid[step], data, dropout_keys[step]))
     params, batch_stats, opt_state, loss_sum, _ = carry
     ends_epoch = call == settings.calls_per_epoch - 1
     epoch_loss = loss_sum / jnp.maximum(train_mask.sum(), 1)

@@ -13,42 +13,66 @@ The per-model computation is the same in `loop` and `shard_map`; they agree to f
 (XLA may fuse programs of different block shapes differently). A given strategy and layout is
 bitwise reproducible, which is what resuming from a checkpoint relies on.
 Compiled programs are cached per (program, mesh, block size): executors of equal programs share them.
-On CPU the block strategies can compute the stem from precomputed windows (`with_stem_patches`).
+The slots are split over a one-axis `('fold',)` device mesh (`fold_mesh`); an executor reads two
+pytrees, the per-slot tables (`steps.SlotTables`, sharded over the mesh) and the data
+(`steps.Data`, replicated), so a new input is one field of one of them.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from rcn_jax.engine import multihost, sharding
-from rcn_jax.engine.steps import ModelProgram, State
+from rcn_jax import errors
+from rcn_jax.engine import multihost
+from rcn_jax.engine.steps import Data, ModelProgram, SlotTables, State
 
 STRATEGIES = ("auto", "vmap", "shard_map", "loop")
+AXIS = "fold"
 
 # Models per device and call of the CPU block strategies when `parallel.models_per_call` is 0.
 CPU_MODELS_PER_CALL = 1
 # Share of an accelerator's memory the automatic vmap block may plan to use.
 VMAP_MEMORY_SHARE = 0.8
-# Host memory the stem windows of every local CPU device may take together (see `with_stem_patches`).
-STEM_PATCH_SHARE = 0.25
-STEM_PATCH_MAX_BYTES = 2 << 30
+
+
+def fold_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh over `devices` (by default every process's devices, `jax.devices()`) with one `fold` axis.
+
+  The axis type is `Auto`: under the `Explicit` default of `jax.make_mesh`, vmapped convolutions
+  over a fold-sharded array fail to reshape the batched kernel.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  return jax.make_mesh((len(devices),), (AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def model_sharding(mesh: Mesh) -> NamedSharding:
+  """Shards the leading (model) axis of every leaf over the mesh."""
+  return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """A full copy on every device (the data, scalars)."""
+  return NamedSharding(mesh, PartitionSpec())
 
 
 def resolve_strategy(strategy: str, devices: Sequence[jax.Device]) -> str:
-  """The concrete strategy for `strategy` on `devices` (`auto` decides by backend and count)."""
+  """The concrete strategy for `parallel.strategy` on `devices` (`auto` decides by backend and count).
+
+  The one check of the setting: a UserError names it when it is unknown or cannot run here.
+  """
   if strategy not in STRATEGIES:
-    raise ValueError(f"unknown parallel.strategy {strategy!r}; expected one of {STRATEGIES}")
+    raise errors.UserError(f"parallel.strategy={strategy!r}: expected one of {STRATEGIES}")
   if strategy == "loop" and jax.process_count() > 1:
-    raise ValueError("parallel.strategy='loop' runs on one device; a multi-process run needs shard_map or vmap")
+    raise errors.UserError("parallel.strategy='loop' runs on one device; a multi-process run needs shard_map "
+                           "or vmap")
   if strategy != "auto":
     return strategy
   if devices[0].platform != "cpu":
@@ -77,11 +101,7 @@ def _init_program(program: ModelProgram):
   return jax.jit(program.init)
 
 
-def _unstack(tree: State, count: int) -> list[State]:
-  return [jax.tree.map(lambda leaf, i=i: leaf[i], tree) for i in range(count)]
-
-
-def _stack(trees: Sequence[State]) -> State:
+def _stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
@@ -94,25 +114,29 @@ def _write_block(tree, update, chunk, size):
                       tree, update)
 
 
-def _train_block(program, size, vectorised, state, keys, chunk, epoch, call, loss_threshold, train_mask, inputs,
-                 labels):
-  """Models `[chunk*size, (chunk+1)*size)` of this device's slots: vmapped, or each as its own program."""
-  block, block_keys, block_masks = _block((state, keys, train_mask), chunk, size)
+def _each_model(fn, per_slot: tuple, size: int, vectorised: bool):
+  """`fn(*one model's share of per_slot)` for each of the `size` models of a block, stacked.
+
+  `per_slot` is a tuple of pytrees with a leading model axis; what `fn` shares across models it
+  closes over. `vectorised` vmaps `fn`; otherwise each model is its own unrolled program.
+  """
   if vectorised:
-    new = jax.vmap(program.train_call, in_axes=(0, 0, None, None, None, 0, None, None))(
-        block, block_keys, epoch, call, loss_threshold, block_masks, inputs, labels)
-  else:
-    new = _stack([program.train_call(model, block_keys[i], epoch, call, loss_threshold, block_masks[i], inputs,
-                                     labels) for i, model in enumerate(_unstack(block, size))])
+    return jax.vmap(lambda args: fn(*args))(per_slot)
+  return _stack([fn(*jax.tree.map(lambda leaf, i=i: leaf[i], per_slot)) for i in range(size)])
+
+
+def _train_block(program, size, vectorised, state, tables, data, scalars):
+  """Models `[chunk*size, (chunk+1)*size)` of this device's slots: vmapped, or each as its own program."""
+  chunk = scalars["chunk"]
+  train_one = lambda model, slot: program.train_call(model, slot, data, scalars["epoch"], scalars["call"],
+                                                     scalars["loss_threshold"])
+  new = _each_model(train_one, _block((state, tables), chunk, size), size, vectorised)
   return _write_block(state, new, chunk, size)
 
 
-def _predict_block(program, size, vectorised, probabilities, state, chunk, inputs, test_indices):
-  block, block_tests = _block((state, test_indices), chunk, size)
-  if vectorised:
-    new = jax.vmap(program.predict, in_axes=(0, None, 0))(block, inputs, block_tests)
-  else:
-    new = jnp.stack([program.predict(model, inputs, block_tests[i]) for i, model in enumerate(_unstack(block, size))])
+def _predict_block(program, size, vectorised, probabilities, state, tables, data, chunk):
+  predict_one = lambda model, slot: program.predict(model, data.inputs, slot.test_indices)
+  new = _each_model(predict_one, _block((state, tables), chunk, size), size, vectorised)
   return _write_block(probabilities, new, chunk, size)
 
 
@@ -121,12 +145,13 @@ def _block_programs(program: ModelProgram, mesh: Mesh, size: int, vectorised: bo
   # Each device runs its own block of slots inside shard_map. Letting GSPMD partition one global
   # vmapped program instead is wrong on XLA:CPU (jaxlib 0.10.2): a vmapped 1x1 convolution whose
   # input and kernel are both sharded over the model axis returns wrong values.
-  fold, whole = PartitionSpec(sharding.AXIS), PartitionSpec()
+  # Every argument is a whole pytree: per-slot ones (probabilities, state, tables) split over the
+  # mesh, shared ones (data, scalars) copied.
+  slots, shared = PartitionSpec(AXIS), PartitionSpec()
   train = jax.shard_map(functools.partial(_train_block, program, size, vectorised), mesh=mesh,
-                        in_specs=(fold, fold, whole, whole, whole, whole, fold, whole, whole), out_specs=fold,
-                        check_vma=False)
+                        in_specs=(slots, slots, shared, shared), out_specs=slots, check_vma=False)
   predict = jax.shard_map(functools.partial(_predict_block, program, size, vectorised), mesh=mesh,
-                          in_specs=(fold, fold, whole, whole, fold), out_specs=fold, check_vma=False)
+                          in_specs=(slots, slots, slots, shared, shared), out_specs=slots, check_vma=False)
   return jax.jit(train, donate_argnums=0), jax.jit(predict, donate_argnums=0)
 
 
@@ -136,32 +161,26 @@ class Executor(abc.ABC):
   Args:
     program: the per-model functions.
     mesh: the `('fold',)` mesh the slots are split over.
-    inputs: `[N, H, W, 3]` float32 network inputs (placed on every device once).
-    labels: `[N]` int class indices.
-    keys: `[slots, 2]` uint32, each slot's training key.
-    train_mask: `[slots, N]` bool.
-    test_indices: `[slots, T]` int32.
+    tables: every slot's tables, stacked: key `[slots, 2]` uint32, train_mask `[slots, N]` bool,
+      test_indices `[slots, T]` int32.
+    data: inputs `[N, H, W, 3]` float32 and labels `[N]` int (placed on every device once).
     loss_threshold: the stopping rule's training-loss threshold (`-inf`: fixed epochs).
   """
 
-  def __init__(self, program: ModelProgram, mesh: Mesh, inputs: np.ndarray, labels: np.ndarray,
-               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray,
+  def __init__(self, program: ModelProgram, mesh: Mesh, tables: SlotTables, data: Data,
                loss_threshold: float = float("-inf")):
     self.program = program
     self.mesh = mesh
-    self.num_slots = train_mask.shape[0]
+    self.num_slots = np.shape(tables.train_mask)[0]
     if self.num_slots % mesh.size:
       raise ValueError(f"{self.num_slots} slots do not divide over {mesh.size} devices")
-    self._per_model = sharding.model_sharding(mesh)
-    self._replicated = sharding.replicated(mesh)
-    self.inputs = multihost.global_array(np.asarray(inputs, np.float32), self._replicated)
-    # What the training program reads: the inputs and, with `program.stem_patches`, their stem windows,
-    # formed once on every device.
-    self.network_inputs = jax.jit(program.network_inputs, out_shardings=self._replicated)(self.inputs)
-    self.labels = multihost.global_array(np.asarray(labels, np.int32), self._replicated)
-    self.keys, self.train_mask, self.test_indices = (
-        multihost.global_array(table, self._per_model)
-        for table in (np.asarray(keys, np.uint32), np.asarray(train_mask, bool), np.asarray(test_indices, np.int32)))
+    self._per_model = model_sharding(mesh)
+    self._replicated = replicated(mesh)
+    tables = SlotTables(np.asarray(tables.key, np.uint32), np.asarray(tables.train_mask, bool),
+                        np.asarray(tables.test_indices, np.int32))
+    data = Data(np.asarray(data.inputs, np.float32), np.asarray(data.labels, np.int32))
+    self.tables = jax.tree.map(lambda table: multihost.global_array(table, self._per_model), tables)
+    self.data = jax.tree.map(lambda array: multihost.global_array(array, self._replicated), data)
     self._calls = [self.scalar(c) for c in range(program.settings.calls_per_epoch)]
     self.loss_threshold = multihost.global_array(np.float32(loss_threshold), self._replicated)
 
@@ -172,7 +191,7 @@ class Executor(abc.ABC):
   def init(self, init_keys: np.ndarray) -> State:
     """The stacked initial state `[slots, ...]`, sharded over the mesh (each model initialised alone)."""
     init_one = _init_program(self.program)
-    example = np.zeros((1,) + self.inputs.shape[1:], np.float32)
+    example = np.zeros((1,) + self.data.inputs.shape[1:], np.float32)
     states = jax.device_get([init_one(np.asarray(key, np.uint32), example) for key in init_keys])
     stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *states)
     return jax.tree.map(lambda leaf: multihost.global_array(leaf, self._per_model), stacked)
@@ -181,7 +200,7 @@ class Executor(abc.ABC):
     """Shapes, dtypes and shardings of the stacked state, for restoring a checkpoint."""
     shapes = jax.eval_shape(jax.vmap(self.program.init, in_axes=(0, None)),
                             jax.ShapeDtypeStruct((self.num_slots, 2), jnp.uint32),
-                            jax.ShapeDtypeStruct((1,) + self.inputs.shape[1:], jnp.float32))
+                            jax.ShapeDtypeStruct((1,) + self.data.inputs.shape[1:], jnp.float32))
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._per_model), shapes)
 
   @abc.abstractmethod
@@ -208,10 +227,9 @@ class BlockExecutor(Executor):
     (the rest as `Executor`)
   """
 
-  def __init__(self, program: ModelProgram, mesh: Mesh, inputs: np.ndarray, labels: np.ndarray,
-               keys: np.ndarray, train_mask: np.ndarray, test_indices: np.ndarray,
+  def __init__(self, program: ModelProgram, mesh: Mesh, tables: SlotTables, data: Data,
                loss_threshold: float = float("-inf"), *, models_per_call: int, vectorised: bool = False):
-    super().__init__(program, mesh, inputs, labels, keys, train_mask, test_indices, loss_threshold)
+    super().__init__(program, mesh, tables, data, loss_threshold)
     per_device = self.num_slots // mesh.size
     if models_per_call < 1 or per_device % models_per_call:
       raise ValueError(f"parallel.models_per_call={models_per_call} must divide the {per_device} slots per device")
@@ -222,104 +240,74 @@ class BlockExecutor(Executor):
   def _programs(self):
     return _block_programs(self.program, self.mesh, self.models_per_call, self.vectorised)
 
+  def train_scalars(self, chunk: jax.Array, epoch: jax.Array, call: jax.Array) -> dict[str, jax.Array]:
+    """The shared scalars of one training call (device arrays, see `scalar`)."""
+    return {"chunk": chunk, "epoch": epoch, "call": call, "loss_threshold": self.loss_threshold}
+
   def train_epoch(self, state: State, epoch: int) -> State:
     train, _ = self._programs()
     epoch = self.scalar(epoch)
     for chunk in self._chunks:
       for call in self._calls:
-        state = train(state, self.keys, chunk, epoch, call, self.loss_threshold, self.train_mask,
-                      self.network_inputs, self.labels)
+        state = train(state, self.tables, self.data, self.train_scalars(chunk, epoch, call))
     return state
 
   def predict(self, state: State) -> np.ndarray:
     _, predict = self._programs()
     one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), state)
-    one_table = jax.ShapeDtypeStruct(self.test_indices.shape[1:], self.test_indices.dtype)
-    out = jax.eval_shape(self.program.predict, one_model, self.inputs, one_table)
+    one_table = jax.ShapeDtypeStruct(self.tables.test_indices.shape[1:], self.tables.test_indices.dtype)
+    out = jax.eval_shape(self.program.predict, one_model, self.data.inputs, one_table)
     probabilities = multihost.global_array(np.zeros((self.num_slots,) + out.shape, np.float32), self._per_model)
     for chunk in self._chunks:
-      probabilities = predict(probabilities, state, chunk, self.inputs, self.test_indices)
+      probabilities = predict(probabilities, state, self.tables, self.data, chunk)
     return multihost.to_host(probabilities)
 
 
-def vmap_block_size(program: ModelProgram, mesh: Mesh, per_device: int, tables: dict,
+def vmap_block_size(program: ModelProgram, mesh: Mesh, per_device: int, tables: SlotTables, data: Data,
                     limit: int | None = None) -> int:
   """The largest divisor of `per_device` whose vmapped training call fits one device's memory.
 
   The memory is estimated from the compiled one-model call (`memory_analysis`: its arguments, the
-  whole per-device state and the data, once; its temporaries per model) against `limit` bytes,
-  by default the device's `bytes_limit` (`memory_stats`). Devices that report no limit (CPU) take
-  all their slots at once.
+  whole per-device state, the tables and the data, once; its temporaries per model) against
+  `limit` bytes, by default the device's `bytes_limit` (`memory_stats`). Devices that report no
+  limit (CPU) take all their slots at once.
   """
   if limit is None:
     limit = (mesh.devices.flat[0].memory_stats() or {}).get("bytes_limit")
   if not limit:
     return per_device
-  probe = BlockExecutor(program, mesh, models_per_call=1, vectorised=True, **tables)
+  probe = BlockExecutor(program, mesh, tables, data, models_per_call=1, vectorised=True)
   train, _ = probe._programs()  # pylint: disable=protected-access
-  analysis = train.lower(probe.abstract_state(), probe.keys, probe.scalar(0), probe.scalar(0), probe.scalar(0),
-                         probe.loss_threshold, probe.train_mask, probe.network_inputs, probe.labels
-                         ).compile().memory_analysis()
+  zero = probe.scalar(0)
+  analysis = train.lower(probe.abstract_state(), probe.tables, probe.data,
+                         probe.train_scalars(zero, zero, zero)).compile().memory_analysis()
   fixed = analysis.argument_size_in_bytes + analysis.output_size_in_bytes
   per_model = max(analysis.temp_size_in_bytes, 1)
   fitting = max(int((VMAP_MEMORY_SHARE * limit - fixed) // per_model), 1)
   return max(size for size in range(1, per_device + 1) if per_device % size == 0 and size <= fitting)
 
 
-def _host_memory_bytes() -> int:
-  try:
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-  except (ValueError, OSError, AttributeError):
-    return 0
-
-
-def with_stem_patches(program: ModelProgram, strategy: str, devices: Sequence[jax.Device],
-                      inputs_shape: tuple[int, ...]) -> ModelProgram:
-  """`program` with `stem_patches` on where it pays and fits: block strategies on CPU devices.
-
-  Accelerators' convolutions do not need it (and their memory is better spent on models); on CPU
-  the windows (25x the input for a 5x5 stem) are stored once per local device, so they are used
-  only while all copies together stay within `STEM_PATCH_MAX_BYTES` and `STEM_PATCH_SHARE` of the
-  host's memory.
-  """
-  if strategy == "vmap" or devices[0].platform != "cpu":
-    return program
-  candidate = dataclasses.replace(program, stem_patches=True)
-  shapes = jax.eval_shape(candidate.network_inputs, jax.ShapeDtypeStruct(inputs_shape, jnp.float32))
-  if "patches" not in shapes:
-    return program
-  per_device = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes["patches"]))
-  local = sum(1 for d in devices if d.process_index == jax.process_index()) if strategy != "loop" else 1
-  budget = min(STEM_PATCH_MAX_BYTES, STEM_PATCH_SHARE * _host_memory_bytes())
-  return candidate if per_device * local <= budget else program
-
-
-def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.Device], *,
-                  models_per_call: int, stem_windows: bool = False, **tables) -> Executor:
+def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.Device], *, tables: SlotTables,
+                  data: Data, models_per_call: int, loss_threshold: float = float("-inf")) -> Executor:
   """Builds the executor of a concrete strategy (`vmap`, `shard_map` or `loop`).
-
-  With `stem_windows` the program computes its stem as matmuls over precomputed windows where they
-  fit (`with_stem_patches`); the result equals the convolutions' to float32 rounding.
 
   Args:
     strategy: as returned by `resolve_strategy`.
     program: the per-model functions.
     devices: the devices to use (`loop` uses the first only).
+    tables: every slot's tables, stacked `[slots, ...]` (see `Executor`).
+    data: the samples (see `Executor`).
     models_per_call: models per device and call, dividing each device's slots (0: auto, see
       `resolve_models_per_call` and `vmap_block_size`).
-    stem_windows: let `with_stem_patches` decide (False: always convolve).
-    **tables: `inputs`, `labels`, `keys`, `train_mask`, `test_indices`, `loss_threshold` (see
-      `Executor`).
+    loss_threshold: the stopping rule's training-loss threshold (`-inf`: fixed epochs).
 
   Returns:
     The executor.
   """
   if strategy not in ("vmap", "shard_map", "loop"):
     raise ValueError(f"unknown concrete strategy {strategy!r}")
-  if stem_windows:
-    program = with_stem_patches(program, strategy, devices, np.shape(tables["inputs"]))
-  mesh = sharding.fold_mesh(devices[:1] if strategy == "loop" else devices)
+  mesh = fold_mesh(devices[:1] if strategy == "loop" else devices)
   if strategy == "vmap" and not models_per_call:
-    models_per_call = vmap_block_size(program, mesh, len(tables["train_mask"]) // mesh.size, tables)
-  return BlockExecutor(program, mesh, models_per_call=models_per_call or CPU_MODELS_PER_CALL,
-                       vectorised=strategy == "vmap", **tables)
+    models_per_call = vmap_block_size(program, mesh, np.shape(tables.train_mask)[0] // mesh.size, tables, data)
+  return BlockExecutor(program, mesh, tables, data, loss_threshold,
+                       models_per_call=models_per_call or CPU_MODELS_PER_CALL, vectorised=strategy == "vmap")

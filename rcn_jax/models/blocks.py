@@ -36,11 +36,10 @@ class ConvBN(nn.Module):
   unbiased_running_var: bool = True
 
   @nn.compact
-  def __call__(self, x: Array | None, *, train: bool, mask: Array | None = None,
-               patches: Array | None = None) -> Array:
-    """`x [N, H, W, C]`, or its conv windows `patches` (`layers.conv_patches`), -> `[N, H', W', features]`."""
-    x = layers.TorchConv(self.features, self.kernel_size, self.stride, self.padding, self.dilation,
-                         name="conv")(x, patches)
+  def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+    """`x [N, H, W, C]` -> `[N, H', W', features]`."""
+    x = layers.torch_conv(x.shape[-1], self.features, self.kernel_size, self.stride, self.padding,
+                          self.dilation, name="conv")(x)
     norm = layers.BatchNorm(unbiased_running_var=self.unbiased_running_var, name="bn")
     if self.relu_first:
       return norm(nn.relu(x), train=train, mask=mask)
@@ -76,16 +75,6 @@ def stem_convs(kind: str, features: int, reuse_stream2: bool = False) -> dict[st
   raise ValueError(f"unknown stem {kind!r}; expected one of {STEMS}")
 
 
-def stem_patches(kind: str, features: int, x: Array, reuse_stream2: bool = False) -> dict[str, Array]:
-  """The windows `[N, H', W', 9 or 25 * 3]` each stem convolution reads from `x [N, H, W, 3]`.
-
-  They depend on the data only, so a training program can form them once for the whole dataset
-  and hand each minibatch's rows to `Stem` (see `steps.ModelProgram.stem_patches`).
-  """
-  return {name: layers.conv_patches(x, spec.kernel_size, spec.stride, spec.padding, spec.dilation)
-          for name, spec in stem_convs(kind, features, reuse_stream2).items()}
-
-
 class Stem(nn.Module):
   """The first layer: `conv5_pool`, `wide`, `standard`, `wide_pooled`, or `conv5_pool4` (Model 1).
 
@@ -100,17 +89,13 @@ class Stem(nn.Module):
   unbiased_running_var: bool = True
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool, mask: Array | None = None,
-               patches: dict[str, Array] | None = None) -> Array:
-    """`x [N, H, W, 3]` -> `[N, H', W', fm]` (60 -> 28 for conv5_pool, 20 otherwise, 14 conv5_pool4).
-
-    `patches` (`stem_patches` of `x`) replace the convolutions by matmuls with the same result.
-    """
+  def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+    """`x [N, H, W, 3]` -> `[N, H', W', fm]` (60 -> 28 for conv5_pool, 20 otherwise, 14 conv5_pool4)."""
     dropout = lambda y: nn.Dropout(self.dropout_rate, deterministic=not train)(y)
     convs = {name: ConvBN(*spec, relu_first=self.kind.startswith("wide"),
                           unbiased_running_var=self.unbiased_running_var, name=name)
              for name, spec in stem_convs(self.kind, self.features, self.reuse_stream2).items()}
-    apply = lambda name: convs[name](x, train=train, mask=mask, patches=None if patches is None else patches[name])
+    apply = lambda name: convs[name](x, train=train, mask=mask)
     if self.kind in ("conv5_pool", "conv5_pool4"):
       return dropout(layers.max_pool(apply("main"), 2 if self.kind == "conv5_pool" else 4))
     if self.kind == "standard":

@@ -31,52 +31,14 @@ def torch_conv_bias_init(fan_in: int) -> Callable:
   return init
 
 
-class TorchConv(nn.Module):
-  """A 2-D convolution with PyTorch's explicit symmetric padding, dilation and initialisation.
-
-  Its parameters are `nn.Conv`'s (`kernel [k, k, C_in, features]`, `bias [features]`, created in
-  that order, so initialisation draws the same values). Given the input's `patches` (see
-  `conv_patches`) it computes the same convolution as one matmul: on CPU the weight gradient of a
-  convolution with few input channels (the stems read 3) is many times slower as XLA's generic
-  backward-filter convolution than as a dot with the long N*H*W axis contracted.
-  """
-  features: int
-  kernel_size: int
-  stride: int = 1
-  padding: int = 0
-  dilation: int = 1
-
-  @nn.compact
-  def __call__(self, x: Array | None, patches: Array | None = None) -> Array:
-    """`x [N, H, W, C_in]`, or its `patches [N, H', W', k*k*C_in]` -> `[N, H', W', features]`."""
-    size = self.kernel_size
-    in_channels = x.shape[-1] if patches is None else patches.shape[-1] // (size * size)
-    kernel = self.param("kernel", kaiming_normal_fan_out(), (size, size, in_channels, self.features), jnp.float32)
-    bias = self.param("bias", torch_conv_bias_init(in_channels * size * size), (self.features,), jnp.float32)
-    source = x if patches is None else patches
-    dtype = jnp.result_type(source, kernel, bias)  # nn.Conv's promotion
-    source, kernel, bias = source.astype(dtype), kernel.astype(dtype), bias.astype(dtype)
-    if patches is not None:
-      return source @ kernel.reshape(-1, self.features) + bias
-    y = jax.lax.conv_general_dilated(
-        source, kernel, (self.stride, self.stride), ((self.padding, self.padding),) * 2,
-        rhs_dilation=(self.dilation, self.dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
-
-
-def conv_patches(x: Array, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> Array:
-  """The windows a `TorchConv` of these settings reads: `x [N, H, W, C]` -> `[N, H', W', k*k*C]`.
-
-  Ordered (kernel row, kernel column, channel), the order of the kernel's flattened leading axes.
-  """
-  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  reach = dilation * (kernel_size - 1)
-  out_h = (x.shape[1] - reach - 1) // stride + 1
-  out_w = (x.shape[2] - reach - 1) // stride + 1
-  windows = [x[:, i * dilation:i * dilation + (out_h - 1) * stride + 1:stride,
-               j * dilation:j * dilation + (out_w - 1) * stride + 1:stride]
-             for i in range(kernel_size) for j in range(kernel_size)]
-  return jnp.concatenate(windows, axis=-1)
+def torch_conv(in_channels: int, features: int, kernel_size: int, stride: int = 1,
+               padding: int = 0, dilation: int = 1, name: str | None = None) -> nn.Conv:
+  """A 2-D convolution with PyTorch's explicit symmetric padding, dilation and initialisation."""
+  return nn.Conv(
+      features, (kernel_size, kernel_size), strides=(stride, stride),
+      padding=((padding, padding), (padding, padding)), kernel_dilation=(dilation, dilation),
+      kernel_init=kaiming_normal_fan_out(),
+      bias_init=torch_conv_bias_init(in_channels * kernel_size * kernel_size), name=name)
 
 
 class BatchNorm(nn.Module):

@@ -57,11 +57,8 @@ class RCN(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool = False, mask: Array | None = None,
-               stem_patches: dict[str, Array] | None = None) -> Array:
+  def __call__(self, x: Array, *, train: bool = False, mask: Array | None = None) -> Array:
     """Logits `[N, C]` of flow maps `x [N, H, W, 3]`; `mask [N]` excludes samples from BN statistics.
-
-    `stem_patches` (`input_patches` of `x`), when given, compute the stem's convolutions as matmuls.
 
     The attention maps `[N, P, P]` are sown into the `intermediates` collection as `attention`.
     """
@@ -81,7 +78,7 @@ class RCN(nn.Module):
       input_map = attention.cam_f(layers.adaptive_avg_pool(x, pool), kernel, pool)
       self.sow("intermediates", "attention", input_map)
     y = blocks.Stem(self.stem, fm, self.dropout_rate, self.reuse_stream2,
-                    self.unbiased_running_var, name="stem")(x, train=train, mask=mask, patches=stem_patches)
+                    self.unbiased_running_var, name="stem")(x, train=train, mask=mask)
     stem_output = y
     if input_map is not None:
       y = y * layers.upsample_nearest(input_map, y.shape[1], y.shape[2])[..., None]
@@ -99,13 +96,6 @@ class RCN(nn.Module):
     if self.attention == "stem_to_head":
       pooled = pooled * attend(stem_output)[..., None]
     return pooled.reshape(pooled.shape[0], -1) @ kernel + bias
-
-
-def input_patches(module: nn.Module, x: Array) -> dict[str, Array] | None:
-  """The stem's conv windows of `x [N, H, W, 3]` for `RCN(stem_patches=...)`; None for other modules."""
-  if not isinstance(module, RCN):
-    return None
-  return blocks.stem_patches(module.stem, module.features, x, module.reuse_stream2)
 
 
 def validate_architecture(stem: str, layer: str, attention_mode: str, features: int,

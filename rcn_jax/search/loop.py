@@ -28,10 +28,10 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import selection
-from rcn_jax import sample_list, scoring
-from rcn_jax.search import bilevel, export, splits
+from rcn_jax import folds, sample_list, scoring, selection
+from rcn_jax.engine import steps
 from rcn_jax.models import supernet
+from rcn_jax.search import bilevel, export, splits
 
 SEARCH_JSON = "search.json"
 
@@ -79,14 +79,17 @@ class TaskResult:
   used_indices: dict[str, np.ndarray]
 
 
-def epoch_batches(indices: np.ndarray, batch_size: int,
-                  rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-  """A shuffled pass over `indices` in `(indices [B], valid [B])` batches; the last is padded."""
+def host_epoch_batches(indices: np.ndarray, batch_size: int,
+                       rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+  """A shuffled pass over `indices` in `(indices [B], valid [B])` batches, on the host; the last is padded.
+
+  Unlike the training program's `steps.epoch_batches` (traced, a fixed number of steps for every
+  fold), the search draws its batches in NumPy from its own generator, as many as `indices` need,
+  and checks each for test samples before it reaches the device; both cut with `steps.cut_batches`.
+  """
   order = rng.permutation(indices)
-  count = -(-len(order) // batch_size)
-  padded = np.concatenate([order, np.full(count * batch_size - len(order), order[0])])
-  valid = np.arange(count * batch_size) < len(order)
-  return list(zip(padded.reshape(count, batch_size), valid.reshape(count, batch_size)))
+  indices, valid = steps.cut_batches(order, len(order), batch_size, -(-len(order) // batch_size))
+  return list(zip(indices, valid))
 
 
 def _checked_batch(inputs, labels, indices, valid, forbidden, task_name):
@@ -132,13 +135,13 @@ def run_task(program: bilevel.BilevelProgram, task: splits.SearchTask, inputs: n
   step = 0
   for epoch in range(settings.epochs):
     sums = {"train": [], "val": []}
-    for indices, valid in epoch_batches(task.train_indices, settings.batch_size, rng):
+    for indices, valid in host_epoch_batches(task.train_indices, settings.batch_size, rng):
       batch = _checked_batch(inputs, labels, indices, valid, task.test_indices, task.name)
       used["train"][indices[valid]] = True
       dropout_key = jax.random.fold_in(dropout_root, step)
       if epoch >= settings.warmup_epochs:
         if not val_queue:
-          val_queue = epoch_batches(task.val_indices, settings.batch_size, rng)
+          val_queue = host_epoch_batches(task.val_indices, settings.batch_size, rng)
         val_indices, val_valid = val_queue.pop(0)
         val_batch = _checked_batch(inputs, labels, val_indices, val_valid, task.test_indices, task.name)
         used["val"][val_indices[val_valid]] = True
@@ -182,6 +185,8 @@ def make_space(search: ml_collections.ConfigDict) -> supernet.SearchSpace:
 
 def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> None:
   """Raises a ValueError naming the key of a setting the search cannot run with (before it runs)."""
+  train = config.train
+  steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay)
   search = config.search
   export.check_ranking(search.top_k, search.max_gates, search.min_gates)
   gateable = sum(name.startswith("gate_") for name in space.decisions())
@@ -190,8 +195,6 @@ def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
   for key in ("arch_learning_rate", "arch_b1", "arch_b2", "alpha_floor"):
     if not search[key] > 0:
       raise ValueError(f"search.{key}={search[key]} must be positive")
-  if config.train.learning_rate <= 0:
-    raise ValueError(f"train.learning_rate={config.train.learning_rate} must be positive")
 
 
 def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> bilevel.BilevelProgram:
@@ -211,8 +214,6 @@ def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
 @functools.lru_cache(maxsize=8)
 def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate, momentum, weight_decay,
              arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, alpha_floor, mixing, order):
-  from rcn_jax.engine import steps  # pylint: disable=g-import-not-at-top
-
   module = supernet.Supernet(space, features, pool_size, len(sample_list.CLASS_NAMES), dropout_rate, pytorch_bn)
   arch_optimizer = bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
                                                       weight_decay=arch_weight_decay, mixing=mixing,
@@ -221,11 +222,11 @@ def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate
   return bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
 
 
-def _note(mode: str, folds: int) -> str:
+def _note(mode: str, num_folds: int) -> str:
   if mode == "once":
     return ("Searched once on a held-out subject split of every subject: a LOSO evaluation of this "
             "architecture tests on subjects the search has seen (training or validation).")
-  return (f"Searched nested in {folds} fold(s), each without its test subject, but ranked on the mean "
+  return (f"Searched nested in {num_folds} fold(s), each without its test subject, but ranked on the mean "
           "weights over the folds, so every test subject weighed in; architectures/per_fold.py trains "
           "each fold with its own fold's choice instead (the honest protocol).")
 
@@ -342,7 +343,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
         fold_architectures=tuple((fold, arch.encode()) for fold, arch in per_fold.items()),
         protocol_lines=(f"  config.protocol.name = {config.protocol.name!r}\n"
                         f"  config.protocol.max_folds = {config.protocol.max_folds!r}\n"))
-  groups = splits.subject_groups(composite.subjects, composite.datasets)
+  groups = folds.subject_groups(composite.subjects, composite.datasets)
   tasks = []
   for r in results:
     (score, top1), = best(r.weights, 1)

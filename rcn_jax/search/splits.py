@@ -2,8 +2,7 @@
 
 A search task trains the supernet's weights on `train_indices` and its architecture weights on
 `val_indices`; `test_indices` are the samples the searched architecture will later be tested on
-(a LOSO fold's test subject) and must reach neither. Two modes (protocol.md, "Honest model
-selection"):
+(a LOSO fold's test subject) and must reach neither. Two modes:
 - `nested`: one task per LOSO fold (and seed); its training subjects are split, its test subject
   is excluded. Each fold's architecture is chosen without its test subject.
 - `once`: one task (per seed) over every subject of the composite, split into training and
@@ -14,7 +13,6 @@ selection"):
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,12 +44,7 @@ class SearchTask:
   @property
   def stable_id(self) -> int:
     """A number derived from the task's name only, for its RNG streams."""
-    return zlib.crc32(self.name.encode())
-
-
-def subject_groups(subjects: Sequence[str], datasets: Sequence[str]) -> np.ndarray:
-  """`[N]` `dataset/subject` keys: subject keys repeat across datasets (`s01`, `sub01`, `006`)."""
-  return np.asarray([f"{d}/{s}" for d, s in zip(datasets, subjects)])
+    return folds_lib.stable_id(self.name)
 
 
 def split_subjects(indices: np.ndarray, groups: np.ndarray, val_fraction: float,
@@ -63,7 +56,7 @@ def split_subjects(indices: np.ndarray, groups: np.ndarray, val_fraction: float,
 
   Args:
     indices: `[n]` composite indices to split.
-    groups: `[N]` `dataset/subject` key of every composite sample.
+    groups: `[N]` `dataset/subject` key of every composite sample (`folds.subject_groups`).
     val_fraction: share of subjects for validation, in (0, 1).
     rng: the split's random generator.
 
@@ -107,7 +100,7 @@ def make_tasks(subjects: Sequence[str], datasets: Sequence[str], *, mode: str, p
   """
   if mode not in MODES:
     raise ValueError(f"search.mode={mode!r}: expected one of {MODES}")
-  groups = subject_groups(subjects, datasets)
+  groups = folds_lib.subject_groups(subjects, datasets)
   if mode == "once":
     pools = [(None, np.arange(len(groups)), np.zeros(0, np.int64))]
   else:
@@ -117,7 +110,7 @@ def make_tasks(subjects: Sequence[str], datasets: Sequence[str], *, mode: str, p
   for seed in seeds:
     for fold, pool, test in pools:
       name = f"{fold or 'once'}@{seed}"
-      rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+      rng = np.random.default_rng([seed, folds_lib.stable_id(name)])
       train, val = split_subjects(pool, groups, val_fraction, rng)
       task = SearchTask(name, fold, int(seed), train, val, np.asarray(test))
       check_task(task, groups)

@@ -1,0 +1,146 @@
+"""What a run trains, from its config and data: the program, the folds, their slots and the executor.
+
+`plan_run(config, composite)` is the one place a config becomes an executor: `rcn_jax.train` trains
+with it, and loading a trained run rebuilds the same executor (its `abstract_state` restores the
+checkpoints). A model's keys depend on its seed and fold only (`model_keys`), so every layout,
+strategy and device count trains the same models.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from rcn_jax import errors, folds, models, sample_list, selection
+from rcn_jax.data import Composite
+from rcn_jax.engine import steps, strategies
+
+
+def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> steps.ModelProgram:
+  """The model, optimiser and epoch settings a config describes.
+
+  Args:
+    config: a run config (`model`, `train`, `parallel.steps_per_call`).
+    max_train_size: the largest fold's training samples; sets the steps of every epoch.
+
+  Returns:
+    The per-model program.
+  """
+  module = models.create_model(
+      config.model.preset, features=config.model.features, pool_size=config.model.pool_size,
+      num_classes=len(sample_list.CLASS_NAMES), dropout_rate=config.model.dropout_rate,
+      reference_quirks=config.model.reference_quirks, pytorch_bn=config.model.pytorch_bn,
+      steps=config.model.steps)
+  train = config.train
+  settings = steps.EpochSettings(
+      batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
+      max_epochs=train.num_epochs,
+      steps_per_call=config.parallel.steps_per_call)
+  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay)
+  return steps.ModelProgram(module, optimizer, settings)
+
+
+def check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> None:
+  """Builds each configured architecture and traces it on one input of `size`, without compiling.
+
+  Raises a UserError naming the `model.*` key of a model that cannot be built or take the input.
+  """
+  model = config.model
+  if model.pool_size < 1:
+    raise errors.UserError(f"model.pool_size={model.pool_size} must be >= 1")
+  if not 0 <= model.dropout_rate < 1:
+    raise errors.UserError(f"model.dropout_rate={model.dropout_rate} must be in [0, 1)")
+  if model.steps is not None and model.steps < 1:
+    raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
+  selection.provenance(config)
+  for architecture in sorted({model.preset, *selection.fold_architectures(config).values()}):
+    architecture_config = copy.deepcopy(config)
+    with architecture_config.unlocked():
+      architecture_config.model.preset = architecture
+    program = create_program(architecture_config, max_train_size=config.train.batch_size)
+    try:
+      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, *size, 3), np.float32))
+    except (TypeError, ValueError) as error:
+      if isinstance(error, errors.UserError):
+        raise
+      raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
+                             f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px: "
+                             f"{errors.one_line(error)}") from error
+
+
+def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
+  """`[slots, 2]` initialisation and training keys; a model's keys depend on its seed and fold only."""
+  init_keys, train_keys = [], []
+  for slot in range(layout.num_slots):
+    if slot < layout.num_models:
+      seed_key = jax.random.PRNGKey(layout.seed_of_slot[slot])
+      key = jax.random.fold_in(seed_key, layout.folds[layout.fold_of_slot[slot]].stable_id)
+    else:
+      key = jax.random.PRNGKey(0)
+    init_key, train_key = jax.random.split(key)
+    init_keys.append(np.asarray(init_key))
+    train_keys.append(np.asarray(train_key))
+  return np.stack(init_keys), np.stack(train_keys)
+
+
+def protocol_folds(config: ml_collections.ConfigDict, composite: Composite) -> list[folds.Fold]:
+  """The folds of `config.protocol` on `composite` (the first `protocol.max_folds`, 0: all)."""
+  return folds.select_folds(folds.make_folds(composite.subjects, composite.datasets, config.protocol.name),
+                            config.protocol.max_folds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a run trains: the folds, their layout on the devices and the executor that runs them.
+
+  Attributes:
+    folds: the folds trained.
+    layout: which (fold, seed) each slot trains.
+    executor: runs every slot.
+    init_keys: `[slots, 2]` initialisation keys.
+    test_indices: `[slots, T]` int32 each slot's test samples (padded).
+    test_valid: `[slots, T]` bool, which entries of `test_indices` are real.
+    execution: how it runs (strategy, devices, models per call, models, slots), for the results.
+  """
+  folds: list[folds.Fold]
+  layout: folds.ModelLayout
+  executor: strategies.Executor
+  init_keys: np.ndarray
+  test_indices: np.ndarray
+  test_valid: np.ndarray
+  execution: dict[str, Any]
+
+
+def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: list[jax.Device] | None = None,
+             fold_names: tuple[str, ...] | None = None) -> Plan:
+  """The folds, layout and executor of a config's run on `composite` (over `devices`, default all).
+
+  `fold_names` keeps only those folds: one architecture's folds of a per-fold run (`rcn_jax.selection`).
+  """
+  run_folds = protocol_folds(config, composite)
+  if fold_names is not None:
+    run_folds = [fold for fold in run_folds if fold.name in fold_names]
+  devices = jax.devices() if devices is None else devices
+  strategy = strategies.resolve_strategy(config.parallel.strategy, devices)
+  per_call = strategies.resolve_models_per_call(strategy, config.parallel.models_per_call)
+  layout = folds.layout_models(run_folds, tuple(config.seeds),
+                               strategies.slot_multiple(strategy, len(devices), per_call))
+  train_mask = layout.train_mask(len(composite))
+  test_indices, test_valid = layout.test_table()
+  folds.check_disjoint(train_mask, test_indices, test_valid)
+  program = create_program(config, max(len(f.train_indices) for f in run_folds))
+  init_keys, train_keys = model_keys(layout)
+  executor = strategies.make_executor(
+      strategy, program, devices, tables=steps.SlotTables(train_keys, train_mask, test_indices),
+      data=steps.Data(composite.flows, composite.labels), models_per_call=per_call,
+      loss_threshold=config.train.loss_threshold or float("-inf"))
+  execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
+               "models_per_call": executor.models_per_call, "models": layout.num_models,
+               "slots": layout.num_slots}
+  return Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
