@@ -54,11 +54,11 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
   if not config.seeds or len(set(config.seeds)) != len(config.seeds):
     raise errors.UserError(f"seeds={tuple(config.seeds)} must name at least one seed, each once")
   if config.protocol.name not in folds.PROTOCOLS:
-    raise errors.UserError(f"sample_list.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
+    raise errors.UserError(f"protocol.name={config.protocol.name!r}: expected one of {folds.PROTOCOLS}")
   if config.protocol.name == "lodo" and len(config.data.datasets) < 2:
-    raise errors.UserError(f"sample_list.name='lodo' needs at least two data.datasets, got {tuple(config.data.datasets)}")
+    raise errors.UserError(f"protocol.name='lodo' needs at least two data.datasets, got {tuple(config.data.datasets)}")
   if config.protocol.max_folds < 0:
-    raise errors.UserError(f"sample_list.max_folds={config.protocol.max_folds} must be >= 0")
+    raise errors.UserError(f"protocol.max_folds={config.protocol.max_folds} must be >= 0")
   for key in ("models_per_call", "steps_per_call"):
     if config.parallel[key] < 0:
       raise errors.UserError(f"parallel.{key}={config.parallel[key]} must be >= 0")
@@ -82,7 +82,7 @@ def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
   """Why a run on real data cannot be compared with the paper's numbers, or None.
 
   The default preset is a demonstration on the built-in data (8 epochs of the official optimiser);
-  on `megc2019` its scores are not the paper's sample_list.
+  on `megc2019` its scores are not the paper's protocol.
   """
   if config.data.name != "megc2019" or config.train.preset != "default":
     return None

@@ -1,14 +1,12 @@
-"""Folds and model layout: every subject tested once and never trained on; minibatches honest."""
+"""Folds and model layout: every subject tested once and never trained on."""
 
 import collections
 
-import jax
 import numpy as np
 import pytest
 
-from rcn_jax import folds
-from rcn_jax import sample_list
-from rcn_jax.engine import steps
+from rcn_jax import folds, sample_list
+from rcn_jax.search import splits
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +81,11 @@ def test_select_folds_and_layout_errors():
     folds.layout_models(loso, (1, 1), 1)
 
 
-def test_epoch_minibatches_hold_only_training_samples_each_once(official):
-  """The indices behind the training loss (and so the stopping rule) never name a test sample."""
-  subjects, datasets = official
-  fold = folds.make_folds(subjects, datasets)[5]
-  train_mask = np.zeros(442, bool)
-  train_mask[fold.train_indices] = True
-  num_steps = -(-len(fold.train_indices) // 64)
-  for epoch in range(3):
-    indices, valid = jax.jit(steps.epoch_batches, static_argnums=(2, 3))(
-        jax.random.PRNGKey(epoch), train_mask, 64, num_steps)
-    indices, valid = np.asarray(indices), np.asarray(valid)
-    assert not np.isin(indices, fold.test_indices).any()  # also the masked padding positions
-    assert sorted(indices[valid].tolist()) == fold.train_indices.tolist()
-    assert valid.sum() == len(fold.train_indices)
+def test_stable_ids_and_subject_groups_are_shared_by_folds_and_search_tasks():
+  assert folds.stable_id("casme2/sub01") == folds.make_folds(["sub01"], ["casme2"])[0].stable_id
+  assert folds.stable_id("smic/s01@0") == splits.SearchTask("smic/s01@0", None, 0, *[np.zeros(0)] * 3).stable_id
+  assert folds.stable_id("a") != folds.stable_id("b")
+  assert folds.subject_groups(["s01", "s01"], ["smic", "casme2"]).tolist() == ["smic/s01", "casme2/s01"]
 
 
 def test_subject_keys_pad_samm_numbers_and_name_a_bad_one():

@@ -5,43 +5,13 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import rcn  # noqa: E402  (configs/ lives beside the package, not inside it)
-
-from rcn_jax import train  # noqa: E402
-from rcn_jax.data import Composite, load_composite  # noqa: E402
-
-
-def tiny_composite(seed: int = 0) -> Composite:
-  """6 subjects of 4 samples over two datasets; the class shifts the map's mean."""
-  rng = np.random.default_rng(seed)
-  labels = np.tile([0, 1, 2, 0], 6)
-  flows = 0.5 * rng.random((24, 16, 16, 3)) + 0.25 * labels[:, None, None, None]
-  return Composite(flows=flows.astype(np.float32), labels=labels,
-                   subjects=np.repeat(["sub01", "sub02", "sub03", "s01", "s02", "s03"], 4),
-                   datasets=np.repeat(["casme2", "smic"], 12), samples=np.array([f"clip{i:02d}" for i in range(24)]))
-
-
-def tiny_config(strategy: str = "shard_map", **train_overrides):
-  config = rcn.get_config("smoke")
-  config.model.features = 4
-  config.model.pool_size = 2
-  config.data.resolution = 16
-  config.protocol.max_folds = 0
-  config.train.batch_size = 8
-  config.train.learning_rate = 0.05
-  config.train.num_epochs = 3
-  config.train.update(train_overrides)
-  config.parallel.strategy = strategy
-  config.parallel.models_per_call = 1
-  config.parallel.steps_per_call = 1  # Compiles one step instead of the whole epoch: a faster test.
-  config.report.bootstrap_resamples = 20
-  return config
+from fixtures.tiny_runs import tiny_composite, tiny_config
+from rcn_jax import train
+from rcn_jax.data import Composite, load_composite
 
 
 def read_probabilities(workdir) -> np.ndarray:
@@ -178,39 +148,3 @@ def test_bad_settings_name_their_key(tmp_path):
 
 def test_results_name_the_devices_the_strategy_used(strategy_runs):
   assert len(strategy_runs["loop"][1]["execution"]["devices"]) == 1  # loop runs on the first device only
-
-
-def test_vmap_in_blocks_equals_one_vmapped_call_and_shard_map_reads_stem_windows():
-  import jax  # pylint: disable=g-import-not-at-top
-  composite = tiny_composite()
-  results = {}
-  for per_call in (0, 2):  # 0 on CPU (no memory limit reported): all 6 slots in one call
-    config = tiny_config("vmap")
-    config.parallel.models_per_call = per_call
-    plan = train.plan_run(config, composite, jax.devices()[:1])
-    executor = plan.executor
-    assert executor.models_per_call == (6 if per_call == 0 else 2) and executor.vectorised
-    assert not executor.program.stem_patches  # vmap convolves; the windows are a CPU block-strategy tool
-    state = executor.init(plan.init_keys)
-    for epoch in range(2):
-      state = executor.train_epoch(state, epoch)
-    results[per_call] = (jax.device_get(state["params"]), executor.predict(state))
-  whole, blocks = results[0], results[2]
-  # Blocks of 2 vmapped models and one call of 6: the same per-model computation, equal up to float32
-  # rounding (XLA may tile batched convolutions of different sizes differently).
-  for a, b in zip(jax.tree.leaves(whole[0]), jax.tree.leaves(blocks[0])):
-    np.testing.assert_allclose(a, b, atol=1e-6)
-  np.testing.assert_allclose(whole[1], blocks[1], atol=1e-6)
-  assert not np.allclose(whole[1], 1 / 3, atol=1e-3)  # the models trained
-  # The memory rule accelerators use (CPU reports no limit): blocks shrink with the memory.
-  from rcn_jax.engine import strategies  # pylint: disable=g-import-not-at-top
-  tables = dict(inputs=composite.flows, labels=composite.labels, keys=executor.keys, train_mask=executor.train_mask,
-                test_indices=executor.test_indices)
-  sizes = [strategies.vmap_block_size(executor.program, executor.mesh, 6, tables, limit=limit)
-           for limit in (1 << 40, 1)]
-  assert sizes == [6, 1]
-  assert not train.plan_run(tiny_config("shard_map"), composite, jax.devices()[:2]).executor.program.stem_patches
-  config = tiny_config("shard_map")
-  config.parallel.stem_windows = True
-  shard = train.plan_run(config, composite, jax.devices()[:2]).executor
-  assert shard.program.stem_patches and shard.network_inputs["patches"]["main"].shape == (24, 12, 12, 75)

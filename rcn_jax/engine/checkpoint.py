@@ -42,7 +42,7 @@ class Checkpoints:
     return epoch, self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
 
   def save(self, epoch: int, state: State) -> None:
-    """Saves the state after `epoch` finished epochs (replacing a save of the same epoch)."""
+    """Saves the state after `epoch` finished epochs (a new epoch: orbax refuses to overwrite a step)."""
     self._manager.save(epoch, args=ocp.args.StandardSave(state), force=True)
     self._manager.wait_until_finished()
 

@@ -1,0 +1,52 @@
+"""`rcn_jax.engine.steps`: honest epoch minibatches, one batch cutter for JAX and NumPy, optimiser checks."""
+
+import jax
+import numpy as np
+import pytest
+
+from rcn_jax import errors, folds, sample_list
+from rcn_jax.engine import steps
+
+
+@pytest.fixture(scope="module")
+def official():
+  listed = sample_list.read_official_list()
+  return np.asarray([s.subject for s in listed]), np.asarray([s.dataset for s in listed])
+
+
+def test_epoch_minibatches_hold_only_training_samples_each_once(official):
+  """The indices behind the training loss (and so the stopping rule) never name a test sample."""
+  subjects, datasets = official
+  fold = folds.make_folds(subjects, datasets)[5]
+  train_mask = np.zeros(442, bool)
+  train_mask[fold.train_indices] = True
+  num_steps = -(-len(fold.train_indices) // 64)
+  for epoch in range(3):
+    indices, valid = jax.jit(steps.epoch_batches, static_argnums=(2, 3))(
+        jax.random.PRNGKey(epoch), train_mask, 64, num_steps)
+    indices, valid = np.asarray(indices), np.asarray(valid)
+    assert not np.isin(indices, fold.test_indices).any()  # also the masked padding positions
+    assert sorted(indices[valid].tolist()) == fold.train_indices.tolist()
+    assert valid.sum() == len(fold.train_indices)
+
+
+def test_cut_batches_pads_with_the_first_index_alike_in_numpy_and_jax():
+  order = np.asarray([7, 3, 9, 4, 1], np.int32)
+  for num_steps, count in ((2, 5), (3, 5), (2, 3)):
+    host = steps.cut_batches(order, count, 2, num_steps)
+    traced = jax.jit(steps.cut_batches, static_argnums=(2, 3))(jax.numpy.asarray(order), count, 2, num_steps)
+    assert isinstance(host[0], np.ndarray)
+    for a, b in zip(host, traced):
+      np.testing.assert_array_equal(a, np.asarray(b))
+  indices, valid = steps.cut_batches(order, 3, 2, 3)
+  assert indices.tolist() == [[7, 3], [9, 7], [7, 7]]
+  assert valid.tolist() == [[True, True], [True, False], [False, False]]
+
+
+def test_optimizer_settings_are_checked_by_name():
+  steps.check_optimizer(0.01, 0.9, 5e-4)
+  for args, message in (((0.0, 0.9, 0.0), "train.learning_rate=0.0 must be positive"),
+                        ((0.01, -0.5, 0.0), "train.momentum=-0.5"),
+                        ((0.01, 0.9, float("nan")), "train.weight_decay=nan")):
+    with pytest.raises(errors.UserError, match=message):
+      steps.check_optimizer(*args)
