@@ -228,7 +228,7 @@ def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: l
   program = create_program(config, max(len(f.train_indices) for f in run_folds))
   init_keys, train_keys = model_keys(layout)
   executor = strategies.make_executor(
-      strategy, program, devices, models_per_call=per_call, stem_windows=config.parallel.stem_windows,
+      strategy, program, devices, models_per_call=per_call,
       inputs=composite.flows, labels=composite.labels, keys=train_keys, train_mask=train_mask, test_indices=test_indices,
       loss_threshold=config.train.loss_threshold or float("-inf"))
   execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
