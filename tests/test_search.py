@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import pathlib
-import sys
 
 import flax.linen as nn
 import jax
@@ -15,14 +14,12 @@ import numpy as np
 import optax
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import search as search_config  # noqa: E402  (configs/ lives beside the package)
-
-from rcn_jax import train  # noqa: E402
-from rcn_jax import scoring
-from rcn_jax.search import loop as search, bilevel, export, splits
-from rcn_jax.data import Composite  # noqa: E402
-from rcn_jax.models import layers, supernet  # noqa: E402
+from configs import search as search_config
+from rcn_jax import scoring, train
+from rcn_jax.data import Composite
+from rcn_jax.models import layers, search_space, supernet
+from rcn_jax.search import bilevel, export, splits
+from rcn_jax.search import loop as search
 
 
 class PlantedMixture(nn.Module):
@@ -136,7 +133,7 @@ def test_second_order_hypergradient_equals_finite_differences():
   `w - lr * (g + wd * w + momentum * trace)`: nothing of the program's own loss or optimiser.
   """
   lr, momentum, decay = 0.5, 0.9, 5e-4
-  space = supernet.SearchSpace.paper(stems=("standard", "wide", "conv5_pool"), ops=("recurrent", "shortcut_wide"),
+  space = search_space.SearchSpace.paper(stems=("standard", "wide", "conv5_pool"), ops=("recurrent", "shortcut_wide"),
                                      steps=2, min_steps=1)
   net = supernet.Supernet(space, 4, 2, dropout_rate=0.5)
   weight_optimizer = optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr, momentum=momentum))
@@ -187,7 +184,7 @@ def test_second_order_hypergradient_equals_finite_differences():
 
 def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_path):
   """Every non-none gate weight exactly 0: no gate wins, and a forced gate does not decide the stem."""
-  space = supernet.SearchSpace.paper(stems=("standard", "wide"), steps=1, min_steps=1, max_hops=1)
+  space = search_space.SearchSpace.paper(stems=("standard", "wide"), steps=1, min_steps=1, max_hops=1)
   decisions = space.decisions()
   weights = {"stem": np.asarray([0.3, 0.7])}
   weights.update({name: np.asarray([1.0] + [0.0] * (len(c) - 1)) for name, c in decisions.items() if name != "stem"})
@@ -205,7 +202,7 @@ def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_pa
     (_, choice), = export.rank_choices(tied, {**decisions, "stem": order}, k=1)
     assert choice["stem"] == "standard"
   assert export.tied_decisions(tied, decisions) == {"stem": ["standard", "wide"]}
-  architecture = supernet.Architecture.from_choices(space, forced[0][1])
+  architecture = search_space.Architecture.from_choices(space, forced[0][1])
   path = export.write_configs(str(tmp_path), [(forced[0][0], architecture)], {
       "features": 4, "pool_size": 2, "dropout_rate": 0.5, "pytorch_bn": True}, {}, "once (test subjects seen)",
       "note")[0]
@@ -362,7 +359,7 @@ def test_search_writes_its_outputs_and_the_top1_config_trains(tmp_path):
   # architectures train as separate programs, and the results say `nested`.
   per_fold = _load_config(folder / "architectures" / "per_fold.py", "smoke")
   assert dict(per_fold.selection.fold_architectures) == summary["per_fold"]["architectures"]
-  first, second = supernet.Architecture("standard", ("recurrent",)), supernet.Architecture(
+  first, second = search_space.Architecture("standard", ("recurrent",)), search_space.Architecture(
       "standard", ("recurrent", "shortcut"), (("state_0", "stem"),))
   per_fold.selection.fold_architectures = (("casme2/sub01", first.encode()), ("casme2/sub02", second.encode()))
   _small_run(per_fold)

@@ -5,16 +5,13 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import rcn  # noqa: E402  (configs/ lives beside the package, not inside it)
-
-from rcn_jax import train  # noqa: E402
-from rcn_jax.data import Composite, load_composite  # noqa: E402
+from configs import rcn
+from rcn_jax import train
+from rcn_jax.data import Composite, load_composite
 
 
 def tiny_composite(seed: int = 0) -> Composite:
