@@ -134,7 +134,8 @@ def test_studies_build_their_configs_without_the_repository_configs(monkeypatch)
                                    training="paper")
   assert config.to_dict() == expected.to_dict()
   runner = studies.Runner("unused", studies.SCALES["tiny"], data)
-  search = search_study._search_config(runner, studies.RunSpec("rcn", 8, 3, 20), seed=1)  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  search = search_study._search_config(runner, studies.RunSpec("rcn", 8, 3, 20), seed=1)
   assert (search.model.features, search.model.pool_size, search.data.resolution) == (8, 3, 20)
   assert (search.search.steps, search.search.epochs, tuple(search.seeds)) == (2, 2, (1,))
   assert search.search.arch_learning_rate == expected_search.search.arch_learning_rate
