@@ -80,7 +80,7 @@ def _unknown_override(argv: list[str]) -> str | None:
     if key not in known:
       close = difflib.get_close_matches(key, [k for k in known if k.count(".") == key.count(".")], n=1, cutoff=0.6)
       hint = f"; did you mean '{close[0]}'?" if close else ""
-      return f"--config.{key}: unknown config key '{key}'{hint} (the keys are defined in {path} and configs/base.py)"
+      return f"--config.{key}: unknown config key '{key}'{hint} (the keys are defined in {path} and rcn_jax/config.py)"
   return None
 
 

@@ -64,13 +64,13 @@ def _jax_worker(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT))
-  from configs import base  # pylint: disable=g-import-not-at-top
+  from rcn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from rcn_jax import folds  # pylint: disable=g-import-not-at-top
   from rcn_jax.engine import plan, steps, strategies  # pylint: disable=g-import-not-at-top
 
   run_folds, inputs, labels = _folds_and_data(args.folds)
   features, pool = MODELS[args.model]
-  config = base.make_config(preset=args.model, features=features, pool_size=pool, arg=None)
+  config = config_lib.make_config(preset=args.model, features=features, pool_size=pool, arg=None)
   config.train.batch_size = BATCH
   strategy_name, _, models_per_call = args.variant.partition(":")
   config.parallel.strategy = strategy_name

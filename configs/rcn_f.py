@@ -2,11 +2,13 @@
 
 Paper Table V (LOSO, MEGC2019 full composite): RCN-F: UAR 0.7052, UF1 0.7164.
 Run: `python launch.py --config=configs/rcn_f.py` (arguments: `paper`, `reference`, `smoke`;
-see configs/base.py).
+see rcn_jax/config.py).
 """
 
-from configs import base
+import ml_collections
+
+from rcn_jax import config as config_lib
 
 
-def get_config(arg: str | None = None):
-  return base.make_config(preset="rcn_f", features=32, pool_size=5, arg=arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return config_lib.make_config(preset="rcn_f", features=32, pool_size=5, arg=arg)

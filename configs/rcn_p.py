@@ -2,11 +2,13 @@
 
 Not in paper Table V; fm 16 and P 5 as the official code's default.
 Run: `python launch.py --config=configs/rcn_p.py` (arguments: `paper`, `reference`, `smoke`;
-see configs/base.py).
+see rcn_jax/config.py).
 """
 
-from configs import base
+import ml_collections
+
+from rcn_jax import config as config_lib
 
 
-def get_config(arg: str | None = None):
-  return base.make_config(preset="rcn_p", features=16, pool_size=5, arg=arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return config_lib.make_config(preset="rcn_p", features=16, pool_size=5, arg=arg)

@@ -131,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains every (fold, seed) model of the config's protocol and writes the pooled results.
 
   Args:
-    config: a run config (see `configs/base.py`).
+    config: a run config (see `rcn_jax/config.py`).
     workdir: output folder; holds checkpoints, so a killed run resumes from its last epoch.
     composite: the data to use instead of `config.data` (tests, notebooks).
 

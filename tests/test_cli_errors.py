@@ -43,7 +43,7 @@ def _launch(tmp_path, *overrides: str, config: str = "configs/rcn_f.py:smoke") -
 def test_unknown_config_key_suggests_the_right_one(tmp_path):
   line = _assert_one_line_error(_launch(tmp_path, "--config.model.featurs=32"),
                                 "--config.model.featurs", "unknown config key 'model.featurs'",
-                                "did you mean 'model.features'?")
+                                "did you mean 'model.features'?", "rcn_jax/config.py")
   assert "\\n" not in line and "*." not in line
 
 

@@ -1,12 +1,12 @@
 """launch.py end to end on a tiny flow-map dataset on disk; flag errors; the TFDS loader."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from loso_fixtures import ROOT, launch, tiny_overrides, write_tiny_megc2019
+from configs import rcn_f
+from loso_fixtures import launch, tiny_overrides, write_tiny_megc2019
 from rcn_jax import data
 from rcn_jax import sample_list
 
@@ -98,15 +98,12 @@ def _not_json(constant):
 
 
 def test_default_workdir_is_named_after_the_config():
-  sys.path.insert(0, str(ROOT))
-  import launch as launch_module  # pylint: disable=g-import-not-at-top
+  import launch as launch_module  # pylint: disable=g-import-not-at-top  (importing it defines its absl flags)
   assert launch_module.default_workdir("configs/rcn_f.py") == "runs/rcn_f"
   assert launch_module.default_workdir("configs/depth.py:depth=3,smoke") == "runs/depth_depth=3_smoke"
 
 
 def test_protocol_warning_only_for_the_demo_preset_on_real_data():
-  sys.path.insert(0, str(ROOT))
-  from configs import rcn_f  # pylint: disable=g-import-not-at-top
   from rcn_jax import train  # pylint: disable=g-import-not-at-top
   demo, paper = rcn_f.get_config(), rcn_f.get_config("paper")
   assert train.protocol_warning(demo) is None  # the built-in data

@@ -1,4 +1,4 @@
-"""Parity with the official PyTorch release, on its recorded outputs (models.md section 3).
+"""Parity with the official PyTorch release, on its recorded outputs (`rcn_jax.models.parity`).
 
 float64 is authoritative: logits, loss, every gradient, BN running statistics after one train
 forward and attention maps within 1e-9. float32 is compared relative to each tensor's scale

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from fixtures.planted_search import planted_data, planted_program
-from rcn_jax.models import supernet
+from rcn_jax.models import search_space, supernet
 from rcn_jax.search import bilevel
 
 
@@ -64,7 +64,7 @@ def test_second_order_hypergradient_equals_finite_differences():
   `w - lr * (g + wd * w + momentum * trace)`: nothing of the program's own loss or optimiser.
   """
   lr, momentum, decay = 0.5, 0.9, 5e-4
-  space = supernet.SearchSpace.paper(stems=("standard", "wide", "conv5_pool"), ops=("recurrent", "shortcut_wide"),
+  space = search_space.SearchSpace.paper(stems=("standard", "wide", "conv5_pool"), ops=("recurrent", "shortcut_wide"),
                                      steps=2, min_steps=1)
   net = supernet.Supernet(space, 4, 2, dropout_rate=0.5)
   weight_optimizer = optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr, momentum=momentum))

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from rcn_jax import scoring
-from rcn_jax.models import supernet
+from rcn_jax.models import search_space
 from rcn_jax.search import export
 
 
 def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_path):
   """Every non-none gate weight exactly 0: no gate wins, and a forced gate does not decide the stem."""
-  space = supernet.SearchSpace.paper(stems=("standard", "wide"), steps=1, min_steps=1, max_hops=1)
+  space = search_space.SearchSpace.paper(stems=("standard", "wide"), steps=1, min_steps=1, max_hops=1)
   decisions = space.decisions()
   weights = {"stem": np.asarray([0.3, 0.7])}
   weights.update({name: np.asarray([1.0] + [0.0] * (len(c) - 1)) for name, c in decisions.items() if name != "stem"})
@@ -31,7 +31,7 @@ def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_pa
     (_, choice), = export.rank_choices(tied, {**decisions, "stem": order}, k=1)
     assert choice["stem"] == "standard"
   assert export.tied_decisions(tied, decisions) == {"stem": ["standard", "wide"]}
-  architecture = supernet.Architecture.from_choices(space, forced[0][1])
+  architecture = search_space.Architecture.from_choices(space, forced[0][1])
   path = export.write_configs(str(tmp_path), [(forced[0][0], architecture)], {
       "features": 4, "pool_size": 2, "dropout_rate": 0.5, "pytorch_bn": True}, {}, "once (test subjects seen)",
       "note")[0]

@@ -12,7 +12,7 @@ from configs import search as search_config
 from fixtures.planted_search import fake_subjects, planted_data, planted_program, planted_task
 from rcn_jax import scoring, train
 from rcn_jax.data import Composite
-from rcn_jax.models import supernet
+from rcn_jax.models import search_space
 from rcn_jax.search import bilevel, export, splits
 from rcn_jax.search import loop as search
 
@@ -113,7 +113,7 @@ def test_search_writes_its_outputs_and_the_top1_config_trains(tmp_path):
   # architectures train as separate programs, and the results say `nested`.
   per_fold = _load_config(folder / "architectures" / "per_fold.py", "smoke")
   assert dict(per_fold.selection.fold_architectures) == summary["per_fold"]["architectures"]
-  first, second = supernet.Architecture("standard", ("recurrent",)), supernet.Architecture(
+  first, second = search_space.Architecture("standard", ("recurrent",)), search_space.Architecture(
       "standard", ("recurrent", "shortcut"), (("state_0", "stem"),))
   per_fold.selection.fold_architectures = (("casme2/sub01", first.encode()), ("casme2/sub02", second.encode()))
   _small_run(per_fold)

@@ -1,4 +1,4 @@
-"""Building blocks of the RCN family: the conv stems and the recurrent layers (models.md section 1).
+"""Building blocks of the RCN family: the conv stems and the recurrent layers (paper Sec. III).
 
 Every block takes `x [N, H, W, C]`, `train` and an optional sample mask `[N]` that keeps padded
 samples out of the batch-norm statistics.

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from rcn_jax import errors
-from rcn_jax.models import rcn, saved, torch_import
+from rcn_jax.models import factory, saved, torch_import
 
-_PRESET = flags.DEFINE_enum("preset", None, sorted(rcn.PRESETS), "rcn-jax preset of the weights.")
+_PRESET = flags.DEFINE_enum("preset", None, sorted(factory.PRESETS), "rcn-jax preset of the weights.")
 _FEATURES = flags.DEFINE_integer("features", 16, "Feature maps (fm).")
 _POOL_SIZE = flags.DEFINE_integer("pool_size", 5, "Adaptive pool size (P).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 3, "Classes.")

@@ -6,7 +6,7 @@ float32: eval and train logits, the summed cross-entropy loss, every gradient, t
 statistics after one train forward, and attention maps. `run_case` computes the same quantities
 with rcn-jax on the imported weights; `compare` lists where they differ beyond a `Tolerance`.
 
-The float32 rule (models.md section 3): XLA picks kernels per instruction set, so float32 results
+The float32 rule: XLA picks kernels per instruction set, so float32 results
 differ in the last bits from one CPU to the next; every float32 quantity is therefore compared
 relative to its tensor's scale, and a float32 gradient mismatch is a fault only where the float64
 check of the same case fails too (a ReLU input within rounding of zero flips its gradient).

@@ -1,11 +1,11 @@
 """The RCN model: a stem, stacked recurrent layers, an adaptive-pooled head, optional attention.
 
-Presets (models.md section 2) are keyword sets for this one module; `create_model` builds them.
+The paper's networks (RCN, RCN-A/S/W/C/F/P of Sec. III and Table V, the depth study's Models 1-4
+of Fig. 1) are keyword sets for this one module: `rcn_jax.models.factory.PRESETS` names them and
+`create_model` builds them.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import flax.linen as nn
 import jax
@@ -119,66 +119,3 @@ def validate_architecture(stem: str, layer: str, attention_mode: str, features: 
     raise errors.UserError(f"model.features={features} must be >= 1")
   if num_layers < 0:
     raise errors.UserError(f"num_layers={num_layers}: a preset's count of recurrent layers must be >= 0")
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """A named architecture of the paper."""
-  stem: str
-  layer: str
-  num_layers: int
-  attention: str
-  paper_name: str
-  # Behaviours of the official class that `reference_quirks` reproduces.
-  quirks: tuple[str, ...] = ()
-
-
-PRESETS: dict[str, Preset] = {
-    "rcn": Preset("conv5_pool", "recurrent", 1, "none", "RCN (basic)"),
-    "rcn_a": Preset("conv5_pool", "recurrent", 1, "stem_to_head", "RCN-A"),
-    "rcn_s": Preset("conv5_pool", "shortcut", 1, "none", "RCN-S"),
-    "rcn_w": Preset("wide", "recurrent", 1, "none", "RCN-W"),
-    "rcn_c": Preset("wide", "shortcut", 1, "input_to_stem", "RCN-C"),
-    "rcn_f": Preset("wide", "embedding", 1, "embedding", "RCN-F", quirks=("reuse_stream2",)),
-    "rcn_p": Preset("wide_pooled", "shortcut", 1, "stem_to_head", "RCN-P"),
-    "depth_1": Preset("conv5_pool4", "recurrent", 0, "none", "Model 1 (one conv)"),
-    "depth_2": Preset("conv5_pool", "recurrent", 1, "none", "Model 2"),
-    "depth_3": Preset("conv5_pool", "recurrent", 2, "none", "Model 3"),
-    "depth_4": Preset("conv5_pool", "recurrent", 3, "none", "Model 4"),
-}
-
-
-def create_model(preset: str, *, features: int, pool_size: int, num_classes: int = 3,
-                 dropout_rate: float = 0.5, reference_quirks: bool = False,
-                 pytorch_bn: bool | None = None, steps: int | None = None,
-                 architecture: str | None = None) -> nn.Module:
-  """Builds a preset of `PRESETS`, or a searched architecture.
-
-  Args:
-    preset: a key of `PRESETS` (`rcn`, `rcn_a`, ..., `depth_4`), `searched` (with `architecture`)
-      or a searched architecture's description `searched:stem=...` (`supernet.Architecture`).
-    features: fm.
-    pool_size: P.
-    num_classes: C.
-    dropout_rate: the dropout probability.
-    reference_quirks: reproduce the official release (parity tests, imported official weights).
-    pytorch_bn: PyTorch's unbiased running variance in batch norm; None means yes (the
-      official training behaviour, which the reference results were produced with).
-    steps: recurrent unfoldings; None for the layer type's official default.
-    architecture: the description of preset `searched`.
-  Returns:
-    The linen module.
-  """
-  if preset == "searched" or preset.startswith("searched:"):
-    from rcn_jax.models import supernet  # pylint: disable=g-import-not-at-top  (it imports this module)
-    return supernet.searched_model(architecture or preset, features=features, pool_size=pool_size,
-                                   num_classes=num_classes, dropout_rate=dropout_rate,
-                                   reference_quirks=reference_quirks, pytorch_bn=pytorch_bn, steps=steps)
-  if preset not in PRESETS:
-    raise errors.UserError(f"model.preset={preset!r}: expected one of {sorted(PRESETS)}")
-  spec = PRESETS[preset]
-  return RCN(stem=spec.stem, layer=spec.layer, num_layers=spec.num_layers,
-             attention=spec.attention, features=features, pool_size=pool_size,
-             num_classes=num_classes, dropout_rate=dropout_rate, steps=steps,
-             reuse_stream2=reference_quirks and "reuse_stream2" in spec.quirks,
-             unbiased_running_var=True if pytorch_bn is None else pytorch_bn)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rcn_jax.models import rcn
+from rcn_jax.models import factory
 from rcn_jax import errors
 
 _ARCHITECTURE_KEYS = ("preset", "features", "pool_size", "num_classes", "reference_quirks")
@@ -42,7 +42,7 @@ def load_model(directory: str) -> tuple[nn.Module, dict]:
   if missing:
     raise errors.UserError(f"{path}: missing keys {missing}")
   preset = architecture.pop("preset")
-  model = rcn.create_model(preset, **architecture)
+  model = factory.create_model(preset, **architecture)
   with ocp.StandardCheckpointer() as checkpointer:
     variables = checkpointer.restore(os.path.join(directory, "variables"))
   return model, variables

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from rcn_jax.models import rcn
+from rcn_jax.models import factory
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 60, "Input height and width in pixels.")
 
@@ -48,7 +49,7 @@ def _count_macs(jaxpr) -> int:
   return macs
 
 
-def parameters_and_flops(model: rcn.RCN, resolution: int = 60) -> tuple[int, int]:
+def parameters_and_flops(model: nn.Module, resolution: int = 60) -> tuple[int, int]:
   """(learnable parameters, forward FLOPs per sample) of `model` at `resolution` px."""
   x = jnp.zeros((1, resolution, resolution, 3))
   variables = jax.eval_shape(
@@ -63,11 +64,11 @@ def summary_rows(resolution: int = 60, features: Sequence[int] = (16, 32, 64),
                  pool_sizes: Sequence[int] = (5, 7)) -> list[dict]:
   """One row per preset, features and pool size: parameters and forward FLOPs per sample."""
   rows = []
-  for preset, spec in rcn.PRESETS.items():
+  for preset, spec in factory.PRESETS.items():
     for fm in features:
       for pool in pool_sizes:
         params, flops = parameters_and_flops(
-            rcn.create_model(preset, features=fm, pool_size=pool), resolution)
+            factory.create_model(preset, features=fm, pool_size=pool), resolution)
         rows.append({"preset": preset, "paper_name": spec.paper_name, "features": fm,
                      "pool_size": pool, "parameters": params, "flops": flops})
   return rows

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rcn_jax.models import rcn
 from rcn_jax import errors
+from rcn_jax.models import factory
 
 # Modules of the official classes that never enter their forward pass.
 _DEAD_MODULES = {
@@ -86,9 +86,9 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
   Raises:
     ValueError: naming every unknown, missing or mis-shaped key.
   """
-  model = rcn.create_model(preset, features=features, pool_size=pool_size,
-                           num_classes=num_classes, reference_quirks=reference_quirks)
-  spec = rcn.PRESETS[preset]
+  model = factory.create_model(preset, features=features, pool_size=pool_size,
+                               num_classes=num_classes, reference_quirks=reference_quirks)
+  spec = factory.PRESETS[preset]
   if preset == "rcn_f" and not reference_quirks and any(k.startswith("stream3.") for k in
                                                         state_dict):
     raise errors.UserError(

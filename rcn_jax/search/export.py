@@ -13,7 +13,7 @@ import numpy as np
 
 from rcn_jax import plots
 from rcn_jax import scoring
-from rcn_jax.models import supernet
+from rcn_jax.models import search_space
 
 WEIGHTS_JSON = "architecture_weights.json"
 WEIGHTS_CSV = "architecture_weights.csv"
@@ -32,10 +32,10 @@ def rank_choices(weights: Mapping[str, np.ndarray], decisions: Mapping[str, Sequ
 
   Without bounds the best is the per-decision argmax (the paper's rule). The constraints are the
   network's (a skipped state is followed by skipped states and neither gated nor a gate source:
-  `supernet.choice_problem`) and the optional bounds on the gate count. A pick of weight exactly 0
+  `search_space.choice_problem`) and the optional bounds on the gate count. A pick of weight exactly 0
   (a collapsed decision) counts before the product: the best choice has the fewest such picks,
   so a decision forced onto a zero weight by a bound cannot hand the choice of another decision
-  to list order. Exact ties go to the simpler candidate (`supernet.SIMPLICITY`), decision by
+  to list order. Exact ties go to the simpler candidate (`search_space.SIMPLICITY`), decision by
   decision in network order, never to the order of the candidates in the config.
 
   Args:
@@ -57,7 +57,7 @@ def rank_choices(weights: Mapping[str, np.ndarray], decisions: Mapping[str, Sequ
   found: list[tuple[tuple, Ranked]] = []
   for picks in itertools.product(*(range(len(decisions[n])) for n in structure)):
     fixed = {n: decisions[n][i] for n, i in zip(structure, picks)}
-    if supernet.choice_problem(fixed, steps):
+    if search_space.choice_problem(fixed, steps):
       continue
     base = [_pick_score(weights[n][i]) for n, i in zip(structure, picks)]
     zeros, logs = sum(z for z, _ in base), sum(l for _, l in base)
@@ -75,7 +75,7 @@ def _pick_score(weight: float) -> tuple[int, float]:
 
 
 def _simplicity(label: str) -> int:
-  return supernet.SIMPLICITY.index(label) if label in supernet.SIMPLICITY else len(supernet.SIMPLICITY)
+  return search_space.SIMPLICITY.index(label) if label in search_space.SIMPLICITY else len(search_space.SIMPLICITY)
 
 
 def _order_key(entry: Ranked, names: Sequence[str]) -> tuple:
@@ -85,14 +85,14 @@ def _order_key(entry: Ranked, names: Sequence[str]) -> tuple:
 
 def _rank_gates(weights, decisions, gates, fixed, k, max_gates, min_gates) -> list[Ranked]:
   """The k best gate choices for fixed stem and states, per gate count (exact: gates are independent)."""
-  skipped = {n for n, op in fixed.items() if op == supernet.SKIP}
+  skipped = {n for n, op in fixed.items() if op == search_space.SKIP}
   beams: dict[int, list[Ranked]] = {0: [(0, 0.0, {})]}
   for name in gates:
     extended: dict[int, list[Ranked]] = {}
     for count, entries in beams.items():
       for zeros, logs, choice in entries:
         for index, label in enumerate(decisions[name]):
-          gated = label != supernet.NO_GATE
+          gated = label != search_space.NO_GATE
           if gated and (name[len("gate_"):] in skipped or label in skipped):
             continue
           total = count + int(gated)
@@ -125,7 +125,7 @@ def check_ranking(k: int, max_gates: int, min_gates: int) -> None:
                      "max_gates, or max_gates=-1 for no upper bound")
 
 
-def weight_table(space: supernet.SearchSpace, per_task: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
+def weight_table(space: search_space.SearchSpace, per_task: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
   """One row per (decision, candidate): mean and std of the mixing weight over tasks, rank in decision."""
   rows = []
   for name, candidates in space.decisions().items():
@@ -134,7 +134,7 @@ def weight_table(space: supernet.SearchSpace, per_task: Mapping[str, Mapping[str
     ranks = np.argsort(np.argsort(-mean, kind="stable"), kind="stable") + 1
     for index, candidate in enumerate(candidates):
       node = name[len("gate_"):] if name.startswith("gate_") else None
-      hops = space.hops(node, candidate) if node and candidate != supernet.NO_GATE else None
+      hops = space.hops(node, candidate) if node and candidate != search_space.NO_GATE else None
       rows.append({"decision": name, "candidate": candidate, "hops": hops, "weight": float(mean[index]),
                    "std": float(std[index]), "rank": int(ranks[index]),
                    "per_task": {task: float(w[name][index]) for task, w in per_task.items()}})
@@ -175,7 +175,7 @@ def _save(figure, path: str, title: str) -> None:
   plots.save(figure, path)
 
 
-def plot_weights(path: str, space: supernet.SearchSpace, rows: Sequence[Mapping[str, Any]], num_tasks: int) -> None:
+def plot_weights(path: str, space: search_space.SearchSpace, rows: Sequence[Mapping[str, Any]], num_tasks: int) -> None:
   """Bar chart per decision of the final mixing weights (mean and std over tasks)."""
   decisions = space.decisions()
   figure, axes = _grid(len(decisions))
@@ -190,7 +190,7 @@ def plot_weights(path: str, space: supernet.SearchSpace, rows: Sequence[Mapping[
   _save(figure, path, "Architecture weights per decision")
 
 
-def plot_history(path: str, space: supernet.SearchSpace, history: Mapping[str, np.ndarray]) -> None:
+def plot_history(path: str, space: search_space.SearchSpace, history: Mapping[str, np.ndarray]) -> None:
   """Mixing weight of every candidate over the epochs (mean over tasks), one panel per decision.
 
   Args:
@@ -213,19 +213,19 @@ _CONFIG_TEMPLATE = '''"""{title}
 
 {body}
 Architecture selection recorded in results.json: `search: {provenance}` (see README, "Architecture search").
-Run: `python launch.py --config={path}` (arguments as in configs/base.py: paper, reference, smoke).
+Run: `python launch.py --config={path}` (arguments as in rcn_jax/config.py: paper, reference, smoke).
 """
 
 import ml_collections
 
-from configs import base
+from rcn_jax import config as config_lib
 
 ARCHITECTURE = "{encoded}"
 FOLD_ARCHITECTURES = {fold_architectures!r}
 
 
 def get_config(arg: str | None = None):
-  config = base.make_config(preset=ARCHITECTURE, features={features}, pool_size={pool_size}, arg=arg)
+  config = config_lib.make_config(preset=ARCHITECTURE, features={features}, pool_size={pool_size}, arg=arg)
   config.model.dropout_rate = {dropout_rate!r}
   config.model.pytorch_bn = {pytorch_bn!r}
 {data_lines}  config.selection = ml_collections.ConfigDict()
@@ -236,7 +236,7 @@ def get_config(arg: str | None = None):
 '''
 
 
-def write_config(path: str, *, title: str, body: str, architecture: supernet.Architecture, provenance: str,
+def write_config(path: str, *, title: str, body: str, architecture: search_space.Architecture, provenance: str,
                  workdir: str, model: Mapping[str, Any], data: Mapping[str, Any],
                  fold_architectures: Sequence[tuple[str, str]] = (), protocol_lines: str = "") -> str:
   """Writes a config `launch.py` trains: one architecture, or (with `fold_architectures`) one per fold.
@@ -266,7 +266,7 @@ def write_config(path: str, *, title: str, body: str, architecture: supernet.Arc
   return path
 
 
-def write_configs(workdir: str, ranked: Sequence[tuple[float, supernet.Architecture]],
+def write_configs(workdir: str, ranked: Sequence[tuple[float, search_space.Architecture]],
                   model: Mapping[str, Any], data: Mapping[str, Any], provenance: str, note: str) -> list[str]:
   """Writes `architectures/top<i>.py`, one launchable config per ranked architecture.
 

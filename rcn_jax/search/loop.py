@@ -30,7 +30,7 @@ import tqdm
 
 from rcn_jax import folds, sample_list, scoring, selection
 from rcn_jax.engine import steps
-from rcn_jax.models import supernet
+from rcn_jax.models import search_space, supernet
 from rcn_jax.search import bilevel, export, splits
 
 SEARCH_JSON = "search.json"
@@ -174,16 +174,16 @@ def _weighted_mean(pairs) -> float:
   return float((values * counts).sum() / counts.sum())
 
 
-def make_space(search: ml_collections.ConfigDict) -> supernet.SearchSpace:
+def make_space(search: ml_collections.ConfigDict) -> search_space.SearchSpace:
   """The search space a `config.search` section describes."""
   if search.max_hops < 1:
     raise ValueError(f"search.max_hops={search.max_hops} must be >= 1")
-  return supernet.SearchSpace.paper(stems=tuple(search.stems), ops=tuple(search.ops), steps=search.steps,
+  return search_space.SearchSpace.paper(stems=tuple(search.stems), ops=tuple(search.ops), steps=search.steps,
                                     min_steps=search.min_steps, max_hops=search.max_hops,
                                     gate_output=search.gate_output)
 
 
-def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> None:
+def check_config(config: ml_collections.ConfigDict, space: search_space.SearchSpace) -> None:
   """Raises a ValueError naming the key of a setting the search cannot run with (before it runs)."""
   train = config.train
   steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay)
@@ -197,7 +197,7 @@ def check_config(config: ml_collections.ConfigDict, space: supernet.SearchSpace)
       raise ValueError(f"search.{key}={search[key]} must be positive")
 
 
-def make_program(config: ml_collections.ConfigDict, space: supernet.SearchSpace) -> bilevel.BilevelProgram:
+def make_program(config: ml_collections.ConfigDict, space: search_space.SearchSpace) -> bilevel.BilevelProgram:
   """The supernet of `config.model` over `space`, SGD-momentum (`config.train`) and Adam (`config.search`).
 
   Equal settings give the same program object, so searches in one process share compiled steps.
@@ -317,7 +317,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
   export.plot_weights(os.path.join(workdir, export.WEIGHTS_PNG), space, rows, len(results))
   history = {name: np.mean([r.history[name] for r in results], axis=0) for name in decisions}
   export.plot_history(os.path.join(workdir, export.HISTORY_PNG), space, history)
-  best = lambda weights, k: [(score, supernet.Architecture.from_choices(space, choices)) for score, choices in
+  best = lambda weights, k: [(score, search_space.Architecture.from_choices(space, choices)) for score, choices in
                              export.rank_choices(weights, decisions, k, search.max_gates, search.min_gates)]
   mean_weights = {name: np.mean([r.weights[name] for r in results], axis=0) for name in decisions}
   ranked = best(mean_weights, search.top_k)
@@ -365,7 +365,7 @@ def _export(config, workdir, space, composite, results: list[TaskResult]) -> dic
                   "architecture": arch.encode(), "description": arch.describe(),
                   "paper_preset": arch.paper_name(), "config": path, "selection": provenance}
                  for i, ((score, arch), path) in enumerate(zip(ranked, paths))],
-      "tie_rule": "exact ties go to the simpler candidate: " + " < ".join(supernet.SIMPLICITY),
+      "tie_rule": "exact ties go to the simpler candidate: " + " < ".join(search_space.SIMPLICITY),
       "ties": export.tied_decisions(mean_weights, decisions),
       "per_fold": {"config": per_fold_path, "selection": selection.NESTED,
                    "architectures": {fold: arch.encode() for fold, arch in per_fold.items()}} if per_fold else None,

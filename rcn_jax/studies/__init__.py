@@ -1,6 +1,6 @@
 """The paper's parameter studies, one command each: sweeps of LOSO runs, PNG plots, Markdown tables.
 
-  python -m rcn_jax.studies --study=NAME --workdir=DIR [--scale=full|tiny] [--data=synthetic|megc2019]
+  python -m rcn_jax.studies --study=NAME [--workdir=DIR] [--scale=full|tiny] [--data=synthetic|megc2019]
 
 | study | paper | sweep (full scale) |
 |---|---|---|
@@ -14,16 +14,16 @@
 | `time` | Table VI | the five models x 60/100/200/300 px x two settings: training and test time |
 | `search` | Sec. III-C.4 | 3 search seeds (top-3 each) and 9 random architectures of the same space, each retrained under LOSO with 3 seeds: UAR/UF1, search cost in device-seconds and FLOPs |
 
-Every run is a config of `configs/<model>.py` with overrides, trained by
-`rcn_jax.train.train_and_evaluate` in `<workdir>/runs/<run name>/`: an interrupted study resumes
+Every run is the config of its model preset (`rcn_jax.config.make_config`, what `configs/<model>.py`
+gives) with overrides, trained by `rcn_jax.train.train_and_evaluate` in `<workdir>/runs/<run name>/`
+(`--workdir` defaults to `runs/studies`): an interrupted study resumes
 (each run from its last epoch checkpoint) and studies sharing a workdir share their runs (the
 basic RCN at 60 px is in five studies). Outputs: `<workdir>/<study>.md` (tables in the paper's
 layout, top two per column in bold), `<workdir>/<study>*.png` and `<workdir>/<study>.json`.
 `--scale=tiny` runs every study in a few CPU-minutes on built-in frames (a handful of synthetic
-subjects, 1 epoch, 4 folds, fm 4): a check of the machinery, not a result. Run this from the
-repository root (the model configs live in `configs/`). With `--distributed` or
-`--coordinator_address/--num_processes/--process_id` (as for `launch.py`, docs/distributed.md)
-every process trains each run together over all their devices and process 0 writes the outputs.
+subjects, 1 epoch, 4 folds, fm 4): a check of the machinery, not a result. With `--distributed` or
+`--coordinator_address/--num_processes/--process_id` (as for `launch.py`, docs/distributed.md) every
+process trains each run together over all their devices and process 0 writes the outputs.
 """
 
 # One job per module: `specs` (runs, scales), `sources` (data sources), `runner` (run configs,

@@ -22,7 +22,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m rcn_jax.studies", description=usage,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--study", required=True, help=f"one of {sorted(STUDIES)}, or all")
-  parser.add_argument("--workdir", required=True, help="output folder; runs are kept in WORKDIR/runs/")
+  parser.add_argument("--workdir", default="runs/studies", help="output folder; runs are kept in WORKDIR/runs/")
   parser.add_argument("--scale", default="full", choices=sorted(SCALES))
   parser.add_argument("--data", default="synthetic", choices=("synthetic", "megc2019"),
                       help="flow-map dataset of the runs (full scale; tiny uses built-in frames)")
@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       "default WORKDIR/data_magnified, built there for the synthetic composite")
   parser.add_argument("--mm_alpha", type=float, default=10.0, help="magnification factor alpha (default 10)")
   parser.add_argument("--training", default="default", choices=("default", "paper", "reference"),
-                      help="training preset of configs/base.py")
+                      help="training preset of rcn_jax/config.py")
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for building data")
   parser.add_argument("--dry_run", action="store_true", help="list the runs and whether they are finished")
   parser.add_argument("--distributed", action="store_true",

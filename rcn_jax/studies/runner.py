@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +10,9 @@ from typing import Any
 
 import ml_collections
 
+from rcn_jax import config as config_lib
 from rcn_jax.data import Composite
+from rcn_jax.models import factory
 from rcn_jax.studies.sources import DataSource
 from rcn_jax.studies.specs import RunSpec, Scale
 from rcn_jax import errors
@@ -34,31 +35,26 @@ def set_dotted(config: ml_collections.ConfigDict, dotted: str, value: Any) -> No
 
 def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str = "default",
                     extra: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
-  """The config of one run: `configs/<model>.py` (with the training preset) plus the overrides.
+  """The config of one run: `rcn_jax.config.make_config` of the run's model preset plus the overrides.
+
+  It equals what `configs/<model>.py` (`configs/depth.py:depth=N` for `depth_N`) gives with the
+  training preset as argument and the run's fm and P, so a study needs no checkout of `configs/`.
 
   Args:
     spec: the run.
     scale: its scale (adds its overrides).
     data: the data source (adds `config.data` settings).
-    training: a training preset of `configs/base.py` (`default`, `paper`, `reference`).
+    training: a training preset of `rcn_jax.config.TRAINING_PRESETS` (`default`, `paper`, `reference`).
     extra: further `section.key` overrides (after the scale's).
 
   Returns:
     The config.
   """
-  try:
-    if spec.model.startswith("depth_"):
-      module, arg = importlib.import_module("configs.depth"), f"depth={spec.model[6:]}"
-    else:
-      module, arg = importlib.import_module(f"configs.{spec.model}"), ""
-  except ModuleNotFoundError as error:
-    raise errors.UserError(f"model {spec.model!r}: no config module configs/{spec.model}.py importable; run from "
-                           "the repository root") from error
-  if training != "default":
-    arg = ",".join(filter(None, (arg, training)))
-  config = module.get_config(arg or None)
-  overrides = {"model.features": spec.features, "model.pool_size": spec.pool_size,
-               "data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets)}
+  if spec.model not in factory.PRESETS:
+    raise errors.UserError(f"model {spec.model!r}: expected a model preset, one of {sorted(factory.PRESETS)}")
+  config = config_lib.make_config(preset=spec.model, features=spec.features, pool_size=spec.pool_size,
+                                  arg=None if training == "default" else training)
+  overrides = {"data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets)}
   overrides.update(data.config_overrides(spec))
   overrides.update(scale.overrides)
   overrides.update(extra or {})

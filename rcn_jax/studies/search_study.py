@@ -1,7 +1,8 @@
 """The search study: K search seeds against random search over the same space, all retrained under LOSO.
 
-Each search seed runs `configs/search.py` (mode `once`, the scale's `search_overrides`) in
-`<workdir>/runs/search_s<seed>/` and exports its top-k. The random baseline draws as many
+Each search seed runs the search config (`rcn_jax.config.make_search_config`, what `configs/search.py`
+gives; mode `once`, the scale's `search_overrides`) in `<workdir>/runs/search_s<seed>/` and exports
+its top-k. The random baseline draws as many
 architectures as the searches export, uniformly over the valid members of the same space
 (`random_architectures`): the same evaluation budget (one LOSO run per pick), no search compute.
 Every pick is retrained with the scale's LOSO settings in `<workdir>/runs/arch_<digest>/` (a pick
@@ -22,7 +23,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from rcn_jax import config as config_lib
 from rcn_jax import plots
+from rcn_jax.models import search_space
 from rcn_jax.studies.runner import Runner, set_dotted
 from rcn_jax.studies.specs import RunSpec
 from rcn_jax.studies.tables import Outputs, score
@@ -30,32 +33,27 @@ from rcn_jax.studies.tables import Outputs, score
 SEARCH_JSON = "search.json"
 
 
-def random_architectures(space, count: int, rng: np.random.Generator, *, min_gates: int = 0,
-                         max_gates: int = -1) -> list:
+def random_architectures(space: search_space.SearchSpace, count: int, rng: np.random.Generator, *,
+                         min_gates: int = 0, max_gates: int = -1) -> list[search_space.Architecture]:
   """`count` architectures drawn uniformly over the valid members of `space` (gate bounds included).
 
   Uniform over members: every decision uniformly, redrawn until the choice is a network within the
   bounds (rejection keeps the draw uniform over the valid choices).
   """
-  from rcn_jax.models import supernet  # pylint: disable=g-import-not-at-top
-
   decisions = space.decisions()
   drawn = []
   while len(drawn) < count:
     choice = {name: candidates[rng.integers(len(candidates))] for name, candidates in decisions.items()}
-    gates = sum(name.startswith("gate_") and label != supernet.NO_GATE for name, label in choice.items())
-    if supernet.choice_problem(choice, space.steps) or gates < min_gates or 0 <= max_gates < gates:
+    gates = sum(name.startswith("gate_") and label != search_space.NO_GATE for name, label in choice.items())
+    if search_space.choice_problem(choice, space.steps) or gates < min_gates or 0 <= max_gates < gates:
       continue
-    drawn.append(supernet.Architecture.from_choices(space, choice))
+    drawn.append(search_space.Architecture.from_choices(space, choice))
   return drawn
 
 
 def _search_config(runner: Runner, spec: RunSpec, seed: int) -> ml_collections.ConfigDict:
-  from configs import search as search_config  # pylint: disable=g-import-not-at-top
-
-  config = search_config.get_config()
-  overrides = {"model.features": spec.features, "model.pool_size": spec.pool_size,
-               "data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets),
+  config = config_lib.make_search_config(features=spec.features, pool_size=spec.pool_size, arg=None)
+  overrides = {"data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets),
                "search.mode": "once", "search.top_k": runner.scale.search_top_k}
   overrides.update(runner.data.config_overrides(spec))
   overrides.update(runner.scale.search_overrides)
@@ -84,7 +82,8 @@ def _retrain(runner: Runner, spec: RunSpec, architecture: str, selection: Mappin
   digest = hashlib.sha1(f"{architecture}|{json.dumps(selection, sort_keys=True)}".encode()).hexdigest()[:10]
   run_dir = os.path.join(runner.workdir, "runs", f"arch_{digest}")
   if runner.dry_run:
-    print(f"arch_{digest} ({architecture}): {'finished' if os.path.exists(os.path.join(run_dir, 'results.json')) else 'to train'}")
+    finished = os.path.exists(os.path.join(run_dir, "results.json"))
+    print(f"arch_{digest} ({architecture}): {'finished' if finished else 'to train'}")
     return None
   from rcn_jax import train  # pylint: disable=g-import-not-at-top
   config = runner.config(spec, {"model.preset": architecture, "model.steps": None})

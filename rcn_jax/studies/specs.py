@@ -67,7 +67,7 @@ class Scale:
   search_seeds: tuple[int, ...] = (0, 1, 2)  # one `once` search per seed (the search study)
   search_top_k: int = 3  # exported and retrained per search; the random baseline draws seeds x top_k
   search_train_seeds: tuple[int, ...] = (0, 1, 2)  # LOSO training seeds of every retrained pick
-  search_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # on configs/search.py
+  search_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # on the search config (rcn_jax.config.make_search_config)
 
 
 FIVE = ("rcn", "rcn_a", "rcn_s", "rcn_w", "rcn_f")
@@ -88,9 +88,9 @@ SCALES = {
         variant_models=("rcn", "rcn_w"), sweep_models=("rcn",), table2_models=("rcn",),
         comparison=(("rcn", 4, 2), ("rcn_w", 4, 2)), comparison_seeds=(0, 1),
         overrides={"train.num_epochs": 1, "train.batch_size": 16, "train.learning_rate": 0.05,
-                   "sample_list.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
+                   "protocol.max_folds": 4, "parallel.steps_per_call": 1, "parallel.models_per_call": 1,
                    "report.bootstrap_resamples": 0},
-        comparison_overrides={"sample_list.max_folds": 2},
+        comparison_overrides={"protocol.max_folds": 2},
         search_seeds=(0, 1), search_top_k=1, search_train_seeds=(0,),
         search_overrides={"search.epochs": 2, "search.warmup_epochs": 1, "train.batch_size": 16,
                           "search.stems": ("standard", "conv5_pool"), "search.steps": 2, "search.min_steps": 1,
