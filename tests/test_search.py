@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import search as search_config  # noqa: E402  (configs/ lives beside the package)
 
 from rcn_jax import train  # noqa: E402
-from rcn_jax import scoring
+from rcn_jax import run_folder, scoring
 from rcn_jax.search import loop as search, bilevel, export, splits
 from rcn_jax.data import Composite  # noqa: E402
 from rcn_jax.models import layers, supernet  # noqa: E402
@@ -211,7 +211,7 @@ def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_pa
       "note")[0]
   assert "-inf (a zero-weight pick was forced)" in pathlib.Path(path).read_text()
   with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
-    scoring.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
+    run_folder.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
 
 
 def test_eq8_weights_have_no_dead_state():
