@@ -226,7 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if multihost.is_main():
       print(scoring.summary_table(finished))
     return finished
-  run_folder.claim(workdir, config_dict, ignore=REPORT_ONLY)  # before the data: a workdir of another run is refused at once
+  # Before the data: a workdir of another run is refused at once.
+  run_folder.claim(workdir, config_dict, ignore=REPORT_ONLY)
   if composite is None:
     composite = load_configured(config.data)
   else:

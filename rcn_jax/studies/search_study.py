@@ -84,7 +84,8 @@ def _retrain(runner: Runner, spec: RunSpec, architecture: str, selection: Mappin
   digest = hashlib.sha1(f"{architecture}|{json.dumps(selection, sort_keys=True)}".encode()).hexdigest()[:10]
   run_dir = os.path.join(runner.workdir, "runs", f"arch_{digest}")
   if runner.dry_run:
-    print(f"arch_{digest} ({architecture}): {'finished' if os.path.exists(os.path.join(run_dir, run_folder.RESULTS)) else 'to train'}")
+    finished = os.path.exists(os.path.join(run_dir, run_folder.RESULTS))
+    print(f"arch_{digest} ({architecture}): {'finished' if finished else 'to train'}")
     return None
   from rcn_jax import train  # pylint: disable=g-import-not-at-top
   config = runner.config(spec, {"model.preset": architecture, "model.steps": None})
