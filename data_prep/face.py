@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from data_prep import InputError
+from data_prep.flow import MIN_SIDE
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 DEFAULT_SIZE = (220, 200)  # rows, cols
@@ -104,3 +105,16 @@ def resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
   shrinking = rows * cols < image.shape[0] * image.shape[1]
   interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
   return cv2.resize(image, (cols, rows), interpolation=interpolation)
+
+
+def parse_size(value: str) -> tuple[int, int] | None:
+  """`ROWSxCOLS` (each at least the flow's `MIN_SIDE`) or `none` (keep the frames' size)."""
+  if value.lower() == "none":
+    return None
+  try:
+    rows, cols = (int(part) for part in value.lower().split("x"))
+  except ValueError as error:
+    raise InputError(f"--size: {value!r} is not ROWSxCOLS (e.g. 220x200) or none") from error
+  if rows < MIN_SIDE or cols < MIN_SIDE:
+    raise InputError(f"--size: {value!r}: frames need at least {MIN_SIDE} px per side for the flow")
+  return rows, cols

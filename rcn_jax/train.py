@@ -11,7 +11,6 @@ last checkpoint; a finished workdir is reported, not retrained. In a multi-proce
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -23,15 +22,11 @@ import jax
 import ml_collections
 import numpy as np
 import tqdm
-from tensorboardX import SummaryWriter
 
-from rcn_jax import errors, folds, sample_list, scoring, selection
+from rcn_jax import errors, folds, run_folder, sample_list, scoring, selection
 from rcn_jax.engine import checkpoint, multihost, plan, steps, strategies
 from rcn_jax.data import Composite, check_configured, load_configured
 
-RESULTS = "results.json"
-CONFIG = "config.json"
-CHECKPOINTS = "checkpoints"
 # Config sections that do not change what is trained: a started run may go on, or a finished one be
 # re-reported, with other values of them.
 REPORT_ONLY = ("report", "checkpoint")
@@ -91,33 +86,6 @@ def protocol_warning(config: ml_collections.ConfigDict) -> str | None:
           "use the config argument :paper (Sec. V-A) or :reference (the official script)")
 
 
-def _claim_workdir(workdir: str, config_dict: dict[str, Any]) -> None:
-  """Refuses a workdir that holds checkpoints or results of a different training config."""
-  path = os.path.join(workdir, CONFIG)
-  checkpoints = os.path.join(workdir, CHECKPOINTS)
-  started = os.path.exists(os.path.join(workdir, RESULTS)) or (os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
-  if started and os.path.exists(path):
-    with open(path) as stream:
-      stored = json.load(stream)
-    differing = sorted(k for k in set(stored) | set(config_dict)
-                       if k not in REPORT_ONLY and stored.get(k) != config_dict.get(k))
-    if differing:
-      raise errors.UserError(f"{workdir} holds a run of another config (sections {differing} differ); "
-                             "use a new --workdir")
-  if multihost.is_main():
-    scoring.write_json(path, config_dict)
-  multihost.barrier("claim_workdir")
-
-
-def _finished_results(workdir: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
-  path = os.path.join(workdir, RESULTS)
-  if not os.path.exists(path):
-    return None
-  with open(path) as stream:
-    results = json.load(stream)
-  return results if results.get("config") == config_dict else None
-
-
 def _versions() -> dict[str, str]:
   import flax, jaxlib, optax, orbax.checkpoint  # pylint: disable=g-import-not-at-top,multiple-imports
   import rcn_jax  # pylint: disable=g-import-not-at-top
@@ -142,12 +110,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   check_config(config, composite)
   os.makedirs(workdir, exist_ok=True)
   config_dict = scoring.config_dict(config)
-  finished = _finished_results(workdir, config_dict)
+  finished = run_folder.finished_results(workdir, config_dict)
   if finished is not None:
     if multihost.is_main():
       print(scoring.summary_table(finished))
     return finished
-  _claim_workdir(workdir, config_dict)  # before the data: a workdir of another run is refused at once
+  # Before the data: a workdir of another run is refused at once.
+  run_folder.claim(workdir, config_dict, ignore=REPORT_ONLY)
   if composite is None:
     composite = load_configured(config.data)
   else:
@@ -159,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # One program per architecture: a single one, or one per group of a per-fold run (rcn_jax.selection).
   groups = selection.group_runs(config, [fold.name for fold in plan.protocol_folds(config, composite)])
   parts = [_run_group(group_config, composite, fold_names,
-                      workdir if fold_names is None else os.path.join(workdir, f"architecture_{index}"))
+                      workdir if fold_names is None else run_folder.architecture_dir(workdir, index))
            for index, (group_config, fold_names) in enumerate(groups)]
   for key in ("train_s", "first_epoch_s", "predict_s"):
     timings[key] = sum(part.timings[key] for part in parts)
@@ -185,8 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   timings["total_s"] = time.perf_counter() - started
   results["timings"] = timings
   if multihost.is_main():
-    _write_outputs(workdir, composite, names, predictions, results, history)
-    scoring.write_json(os.path.join(workdir, RESULTS), results)
+    run_folder.write_outputs(workdir, composite, names, predictions, results, history)
     print(scoring.summary_table(results))
   multihost.barrier("results_written")
   return results
@@ -210,7 +178,7 @@ class _GroupRun:
 def _run_group(config, composite, fold_names, workdir) -> _GroupRun:
   """Trains and tests the folds of one program, checkpointing in `workdir`."""
   run = plan.plan_run(config, composite, fold_names=fold_names)
-  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.max_to_keep)
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, run_folder.CHECKPOINTS), config.checkpoint.max_to_keep)
   if checkpoints.latest_epoch() is not None:
     start_epoch, state = checkpoints.restore(run.executor.abstract_state())
   else:
@@ -267,7 +235,7 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
   active = multihost.to_host(state["active"])[real]
   started = time.perf_counter()
   main = multihost.is_main()
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"), write_to_disk=main)
+  scalars = run_folder.EpochScalars(workdir, write=main)
   bar = tqdm.tqdm(total=num_epochs, initial=start_epoch, desc="LOSO epochs", unit="epoch", file=sys.stderr,
                   disable=not main)
   epoch = start_epoch
@@ -284,29 +252,12 @@ def _train(config, executor, checkpoints, state, start_epoch, layout, workdir):
         if epoch % config.checkpoint.every_epochs == 0 or epoch == num_epochs or not active.any():
           checkpoints.save(epoch, state)
         trained = losses[was_active]
-        writer.add_scalar("train/loss_mean", float(trained.mean()), epoch)
-        writer.add_scalar("train/loss_max", float(trained.max()), epoch)
-        writer.add_scalar("train/active_models", int(active.sum()), epoch)
-        writer.add_scalar("time/epoch_s", time.perf_counter() - epoch_started, epoch)
+        scalars.add(epoch, trained, int(active.sum()), time.perf_counter() - epoch_started)
         if epoch == start_epoch + 1:
           first_epoch_s = time.perf_counter() - epoch_started  # compilation included
         bar.set_postfix(loss=f"{trained.mean():.4f}", active=f"{int(active.sum())}/{layout.num_models}")
         bar.update(1)
   finally:
     bar.close()
-    writer.close()
+    scalars.close()
   return state, time.perf_counter() - started, first_epoch_s
-
-
-def _write_outputs(workdir, composite, names, predictions, results, history):
-  scoring.write_predictions_csv(os.path.join(workdir, "predictions.csv"), composite, predictions,
-                                  sample_list.CLASS_NAMES)
-  scoring.write_megc_logs(workdir, composite, predictions)
-  scoring.write_confusion_pngs(workdir, results)
-  scoring.write_train_losses(workdir, names, history)
-  with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
-    writer.add_scalar("test/uar", results["uar"], 0)
-    writer.add_scalar("test/uf1", results["uf1"], 0)
-    for dataset, entry in results.get("per_dataset", {}).items():
-      writer.add_scalar(f"test/{dataset}_uar", entry["uar"], 0)
-      writer.add_scalar(f"test/{dataset}_uf1", entry["uf1"], 0)

@@ -12,7 +12,7 @@ from fixtures import images
 from fixtures import megc_layouts as layouts
 from rcn_jax.sample_list import read_official_list
 
-from data_prep import build
+from data_prep import build, pipeline
 from data_prep import face
 from data_prep.composite import join_composite, read_dataset_inputs
 from data_prep.samples import SampleSettings
@@ -73,7 +73,7 @@ def _read(dataset_dir):
 def test_build_writes_a_readable_dataset(raw, tmp_path):
   composite = _composite(raw)
   settings = {"casme2": SampleSettings(backend="farneback")}
-  outcomes, dataset_dir = build.build_dataset(composite, settings, difference_flow,
+  outcomes, dataset_dir = pipeline.build_dataset(composite, settings, difference_flow,
                                               out_dir=tmp_path, progress=False)
   assert dataset_dir == tmp_path / "megc2019" / "farneback" / "1.0.0"
   source = _read(dataset_dir)
@@ -105,7 +105,7 @@ def test_interrupted_build_resumes_from_the_cache(raw, tmp_path):
     return difference_flow(onset, apex)
 
   with pytest.raises(KeyboardInterrupt):
-    build.build_dataset(composite, settings, interrupted, out_dir=tmp_path, progress=False)
+    pipeline.build_dataset(composite, settings, interrupted, out_dir=tmp_path, progress=False)
   cache = tmp_path / "megc2019_cache" / "farneback"
   assert len(list(cache.rglob("*.npz"))) == 1
   assert not [p for p in cache.rglob("*") if p.name.startswith(".")]  # no half-written file
@@ -115,19 +115,19 @@ def test_interrupted_build_resumes_from_the_cache(raw, tmp_path):
     return difference_flow(onset, apex)
 
   calls.clear()
-  outcomes, _ = build.build_dataset(composite, settings, counting, out_dir=tmp_path,
+  outcomes, _ = pipeline.build_dataset(composite, settings, counting, out_dir=tmp_path,
                                     progress=False)
   assert len(calls) == 2 and [o.cached for o in outcomes] == [True, False, False]
 
   def never(onset, apex):
     raise AssertionError("every map is cached")
 
-  outcomes, dataset_dir = build.build_dataset(composite, settings, never, out_dir=tmp_path,
+  outcomes, dataset_dir = pipeline.build_dataset(composite, settings, never, out_dir=tmp_path,
                                               progress=False)
   assert all(o.cached for o in outcomes) and len(_read(dataset_dir)) == 3
   calls.clear()
   smaller = {"casme2": SampleSettings(backend="farneback", size=(110, 100))}
-  _, dataset_dir = build.build_dataset(composite, smaller, counting, out_dir=tmp_path,
+  _, dataset_dir = pipeline.build_dataset(composite, smaller, counting, out_dir=tmp_path,
                                        progress=False)
   assert len(calls) == 3 and _read(dataset_dir)[0]["flow"].shape == (110, 100, 3)
 
@@ -135,9 +135,9 @@ def test_interrupted_build_resumes_from_the_cache(raw, tmp_path):
 def test_worker_processes_give_the_same_maps(raw, tmp_path):
   composite = _composite(raw)
   settings = {"casme2": SampleSettings(backend="farneback", apex="xia_std")}
-  _, serial = build.build_dataset(composite, settings, difference_flow,
+  _, serial = pipeline.build_dataset(composite, settings, difference_flow,
                                   out_dir=tmp_path / "serial", progress=False)
-  outcomes, parallel = build.build_dataset(composite, settings, difference_flow,
+  outcomes, parallel = pipeline.build_dataset(composite, settings, difference_flow,
                                            out_dir=tmp_path / "parallel", workers=2,
                                            progress=False)
   for one, other in zip(_read(serial), _read(parallel)):
@@ -149,13 +149,13 @@ def test_worker_processes_give_the_same_maps(raw, tmp_path):
 def test_face_crop_and_per_sample_failures(raw, tmp_path):
   composite = _composite(raw, datasets=("samm",))
   settings = {"samm": SampleSettings(backend="farneback")}
-  with pytest.raises(build.BuildFailed) as failure:
-    build.build_dataset(composite, settings, difference_flow, out_dir=tmp_path, progress=False)
+  with pytest.raises(pipeline.BuildFailed) as failure:
+    pipeline.build_dataset(composite, settings, difference_flow, out_dir=tmp_path, progress=False)
   message = str(failure.value)
   assert "2 sample(s) failed" in message
   assert f"samm 006/{BLANK_SAMM_CLIP}: " in message and "no face found on the onset frame" in message
   assert "samm 028/028_4_1: " in message and "is outside onset..offset" in message
-  outcomes, dataset_dir = build.build_dataset(composite, settings, difference_flow,
+  outcomes, dataset_dir = pipeline.build_dataset(composite, settings, difference_flow,
                                               out_dir=tmp_path, allow_missing=True,
                                               progress=False)
   built = [o for o in outcomes if o.error is None]
@@ -166,7 +166,7 @@ def test_face_crop_and_per_sample_failures(raw, tmp_path):
   assert _read(dataset_dir)[0]["flow"].shape == (220, 200, 3)
   # A fallback detector rescues the clip whose annotated apex lies outside the clip.
   fallback = {"samm": SampleSettings(backend="farneback", apex_fallback="middle")}
-  outcomes, _ = build.build_dataset(composite, fallback, difference_flow, out_dir=tmp_path,
+  outcomes, _ = pipeline.build_dataset(composite, fallback, difference_flow, out_dir=tmp_path,
                                     allow_missing=True, progress=False)
   rescued = next(o for o in outcomes if o.sample == "028_4_1")
   assert rescued.error is None and rescued.info["apex_method"] == "middle"
@@ -176,7 +176,7 @@ def test_face_crop_and_per_sample_failures(raw, tmp_path):
 def test_crop_none_keeps_the_frame(raw, tmp_path):
   composite = [s for s in _composite(raw, datasets=("samm",)) if s.sample == BLANK_SAMM_CLIP]
   settings = {"samm": SampleSettings(backend="farneback", crop="none", size=None)}
-  outcomes, dataset_dir = build.build_dataset(composite, settings, difference_flow,
+  outcomes, dataset_dir = pipeline.build_dataset(composite, settings, difference_flow,
                                               out_dir=tmp_path, progress=False)
   assert outcomes[0].info["crop_box"] is None
   assert _read(dataset_dir)[0]["flow"].shape == (480, 640, 3)
@@ -228,7 +228,7 @@ def test_staged_maps_of_another_backend_are_rejected(raw, tmp_path):
 
   composite = _composite(raw)[:1]
   settings = {"casme2": SampleSettings(backend="dis")}
-  build.build_dataset(composite, settings, difference_flow, out_dir=tmp_path, progress=False)
+  pipeline.build_dataset(composite, settings, difference_flow, out_dir=tmp_path, progress=False)
   with pytest.raises(InputError, match="computed with backend 'dis', not 'farneback'"):
     prepare(Megc2019, tmp_path, tmp_path / "megc2019_cache" / "dis", config="farneback")
 
@@ -242,25 +242,25 @@ def test_batched_flow_matches_the_per_pair_flow(raw, tmp_path):
     batch_sizes.append(len(onsets))
     return np.stack([difference_flow(a, b) for a, b in zip(onsets, apexes)])
 
-  outcomes, batched_dir = build.build_dataset(
+  outcomes, batched_dir = pipeline.build_dataset(
       composite, settings, difference_flow, out_dir=tmp_path / "batched", progress=False,
       batch_flow_fn=batched, batch_size=2)
   assert batch_sizes == [2, 2]  # 3 pairs: the last chunk is padded to keep one compiled shape
   assert all(o.error is None for o in outcomes)
-  _, single_dir = build.build_dataset(composite, settings, difference_flow,
+  _, single_dir = pipeline.build_dataset(composite, settings, difference_flow,
                                       out_dir=tmp_path / "single", progress=False)
   for one, other in zip(_read(batched_dir), _read(single_dir)):
     np.testing.assert_array_equal(one["flow"], other["flow"])
 
 
 def test_named_backends():
-  flow_fn, batched = build.make_flow_fns("dis")
+  flow_fn, batched = pipeline.make_flow_fns("dis")
   assert flow_fn.keywords == {"backend": "dis"} and batched is None
-  flow_fn, batched = build.make_flow_fns("jax_c2f_lorentzian")
+  flow_fn, batched = pipeline.make_flow_fns("jax_c2f_lorentzian")
   assert batched.func.__name__ == "compute_flow_maps"
   assert batched.keywords == {"backend": "jax_c2f_lorentzian"}
   with pytest.raises(build.InputError, match="--backend: unknown backend 'pyflow'"):
-    build.make_flow_fns("pyflow")
+    pipeline.make_flow_fns("pyflow")
 
 
 def test_cli_with_a_real_backend_and_the_official_layout_export(raw, tmp_path, capsys):

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from rcn_jax import models, plots
-from rcn_jax.analysis import cam, predict
+from rcn_jax import models, plots, run_folder
+from rcn_jax.analysis import cam, trained_run
 from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
 
 INPUTS = np.random.default_rng(0).random((2, 20, 20, 3)).astype(np.float32)
@@ -71,13 +71,13 @@ def test_choose_samples_takes_confident_successes_and_failures_per_class():
 
 def test_run_grid_shows_apex_flow_and_maps_with_class_names(tmp_path_factory, monkeypatch):
   run_dir = shared_tiny_run(tmp_path_factory)
-  run = predict.load_run(run_dir)
+  run = trained_run.load_run(run_dir)
   figures = []
   saved = plots.save
   monkeypatch.setattr(plots, "save", lambda figure, path: figures.append(figure) or saved(figure, path))
   path = cam.write_run_cams(run, str(tmp_path_factory.mktemp("cams") / "grid.png"))
   titles = [axis.get_title() for axis in figures[0].axes]
-  rows = cam.choose_samples(cam.read_predictions(run_dir), run.class_names)
+  rows = cam.choose_samples(run_folder.read_predictions(run_dir), run.class_names)
   assert len(rows) >= 1
   for row in rows:
     truth = run.class_names[int(row["label"])]

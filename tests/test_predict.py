@@ -17,7 +17,8 @@ import pytest
 
 from numerics import assert_close_to_scale
 from rcn_jax import studies
-from rcn_jax.analysis import predict
+from data_prep import inference
+from rcn_jax.analysis import predict, trained_run
 
 SPEC = studies.RunSpec("rcn", 4, 2, 20)
 
@@ -83,12 +84,12 @@ def test_predict_gives_the_runs_own_test_probabilities(run_dir, tmp_path, capsys
   frames = {(s.dataset, s.subject, s.sample): s for s in studies.tiny_frame_data().samples}
   rows = read_rows(run_dir)
   assert len(rows) == 12  # 4 folds x 3 clips
-  run = predict.load_run(run_dir)
+  run = trained_run.load_run(run_dir)
   assert [m.fold for m in run.models] == ["casme2/sub01", "smic/s01", "samm/006", "casme2/sub02"]
   for index, row in enumerate(rows):
     sample = frames[row["dataset"], row["subject"], row["sample"]]
     onset_path, apex_path = write_pair(tmp_path / f"pair{index}", sample)
-    onset, apex = predict.read_frame(onset_path), predict.read_frame(apex_path)
+    onset, apex = inference.read_frame(onset_path), inference.read_frame(apex_path)
     result = predict.predict_pair(run, onset, apex, held_out=row["fold"])
     assert [m.fold for m in result.models] == [row["fold"]]
     expected = [float(row[f"p_{name}"]) for name in run.class_names]
@@ -117,7 +118,7 @@ def test_clip_folder_finds_the_apex_and_uses_every_fold_model(run_dir, tmp_path,
   output = json.loads(capsys.readouterr().out)
   assert output["frames"] == {"onset": "img1.png", "apex": "img4.png", "apex_method": "xia_std"}
   assert len(output["models"]) == 4
-  run = predict.load_run(run_dir)
+  run = trained_run.load_run(run_dir)
   expected = predict.predict_pair(run, sample.onset, sample.apex)
   np.testing.assert_allclose([output["probabilities"][n] for n in run.class_names], expected.mean, atol=1e-6)
   per_model = np.array([[m["probabilities"][n] for n in run.class_names] for m in output["models"]])
@@ -143,16 +144,3 @@ def test_errors_name_what_is_wrong(run_dir, tmp_path, capsys):
   assert "--size: 'big' is not ROWSxCOLS" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     predict.main([f"--workdir={run_dir}", f"--onset={onset_path}"])
-
-
-def test_model_names_come_from_the_loss_table_header(tmp_path):
-  (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01@0,smic/s01@0,casme2/sub01@1\n1,0.9,0.8,0.7\n")
-  assert predict.read_model_names(tmp_path) == [("casme2/sub01", 0), ("smic/s01", 0), ("casme2/sub01", 1)]
-  (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01\n")
-  with pytest.raises(ValueError, match="column 'casme2/sub01' is not FOLD@SEED"):
-    predict.read_model_names(tmp_path)
-  assert predict.parse_size("auto", "megc2019") == (220, 200)
-  assert predict.parse_size("auto", "synthetic") is None
-  assert predict.parse_size("64x48", "synthetic") == (64, 48)
-  with pytest.raises(ValueError, match="at least 16 px per side"):
-    predict.parse_size("12x48", "synthetic")

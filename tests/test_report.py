@@ -3,12 +3,8 @@
 import json
 import re
 
-import numpy as np
-import pytest
-
 from rcn_jax import plots
 from rcn_jax.analysis import report
-from rcn_jax import scoring
 from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
 
 
@@ -65,13 +61,6 @@ def test_renderers_escape_and_align():
   assert "<td>&lt;1&gt;</td>" in page
 
 
-def test_learning_curves_read_stopped_models_as_gaps(tmp_path):
-  (tmp_path / "train_loss.csv").write_text("epoch,a@0,b@0\n1,1.1,1.0\n2,0.9,\n3,0.7,\n")
-  names, losses = scoring.read_train_losses(tmp_path)
-  assert names == ["a@0", "b@0"]
-  np.testing.assert_array_equal(losses[0], [1.1, 0.9, 0.7])
-  assert losses[1][0] == 1.0 and np.isnan(losses[1][1:]).all()
-  (tmp_path / "train_loss.csv").write_text("epoch,a@0,b@0\n1,1.1\n")
-  with pytest.raises(ValueError, match="row 2 has 2 fields"):
-    scoring.read_train_losses(tmp_path)
+def test_a_missing_run_folder_is_an_error(tmp_path, capsys):
   assert report.main([f"--workdir={tmp_path / 'none'}"]) == 2
+  assert "results.json: missing" in capsys.readouterr().err

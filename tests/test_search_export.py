@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from rcn_jax import scoring
+from rcn_jax import run_folder
 from rcn_jax.models import search_space
 from rcn_jax.search import export
 
@@ -37,7 +37,7 @@ def test_collapsed_decisions_export_the_per_decision_argmax_as_valid_json(tmp_pa
       "note")[0]
   assert "-inf (a zero-weight pick was forced)" in pathlib.Path(path).read_text()
   with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
-    scoring.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
+    run_folder.write_json(str(tmp_path / "bad.json"), {"score": -np.inf}, strict=True)
 
 
 def test_ranking_is_the_exact_top_k_under_a_gate_budget():

@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_prep import InputError, locks
-from data_prep.build import default_data_dir, single_threaded
+from data_prep.build import default_data_dir
 from data_prep.flow import BACKENDS, JAX_BACKENDS
 from data_prep.flow_dataset import FlowMapBuilder, make_example
+from data_prep.pipeline import single_threaded
 from data_prep.synthetic import generate
 from rcn_jax import sample_list
 

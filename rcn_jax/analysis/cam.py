@@ -21,7 +21,6 @@ class; each sample is explained by the fold model that held its subject out.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import functools
 import os
@@ -32,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, plots
+from data_prep import inference
+from data_prep.inference import FramePair
+from rcn_jax import errors, plots, run_folder
 from rcn_jax.data import Composite
-from rcn_jax.analysis.predict import FramePair, Prediction, TrainedRun, load_run
+from rcn_jax.analysis.trained_run import FoldModel, TrainedRun, load_run
 
-COMPOSITE_FILE = "composite.npz"
-GRID_FILE = "cams.png"
 COLUMNS = ("apex frame", "flow map (u, v, strain)", "CAM on flow map", "CAM on apex frame")
 
 
@@ -152,58 +151,6 @@ def sample_title(name: str, true_class: str | None, predicted_class: str, probab
   return f"{name}\n{truth}predicted {predicted_class} ({probability:.2f})"
 
 
-def save_composite(path: str | os.PathLike, composite: Composite,
-                   apex_frames: Sequence[np.ndarray] | None = None) -> None:
-  """Stores an in-memory composite (and its apex frames) beside a run, for CAMs and reports."""
-  arrays = {"flows": composite.flows, "labels": composite.labels, "subjects": composite.subjects,
-            "datasets": composite.datasets, "samples": composite.samples}
-  if apex_frames is not None:
-    arrays["apex_frames"] = np.stack(apex_frames)
-  np.savez_compressed(path, **arrays)
-
-
-def load_run_composite(workdir: str | os.PathLike, config: Mapping[str, Any]
-                       ) -> tuple[Composite, list[np.ndarray | None]]:
-  """The samples of the run in `workdir` with config `config` and, where they can be had, their apex frames.
-
-  A run folder with `composite.npz` (in-memory data saved by `rcn_jax.studies`) is read from it;
-  otherwise the config's data is loaded. Apex frames come from the npz, or are regenerated for
-  the synthetic composite; for MEGC2019 pass them to `write_run_cams` (`--apex_dir`).
-  """
-  stored = Path(workdir) / COMPOSITE_FILE
-  if stored.is_file():
-    with np.load(stored) as arrays:
-      composite = Composite(arrays["flows"], arrays["labels"], arrays["subjects"], arrays["datasets"],
-                            arrays["samples"], source=str(stored))
-      frames = list(arrays["apex_frames"]) if "apex_frames" in arrays else [None] * len(composite)
-    # The file holds what the run was given; the engine kept the config's datasets of it.
-    keep = np.isin(composite.datasets, list(config["data"]["datasets"]))
-    return composite.select(config["data"]["datasets"]), [f for f, k in zip(frames, keep) if k]
-  from rcn_jax.data import load_configured  # pylint: disable=g-import-not-at-top
-  composite = load_configured(config["data"])
-  return composite, [None] * len(composite)
-
-
-def synthetic_apex_frame(dataset: str, subject: str, sample: str, label: int) -> np.ndarray:
-  """The apex frame of a synthetic-composite sample, regenerated (grey uint8)."""
-  from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
-  from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
-  from rcn_jax import sample_list  # pylint: disable=g-import-not-at-top
-
-  generated = generate.generate_sample(generate.SyntheticConfig(),
-                                       sample_list.ListedSample(dataset, subject, sample, int(label)))
-  return to_grey(generated.apex, "apex")
-
-
-def read_predictions(workdir: str | os.PathLike) -> list[dict[str, str]]:
-  """The rows of a run's `predictions.csv`."""
-  path = Path(workdir) / "predictions.csv"
-  if not path.is_file():
-    raise errors.MissingInput(f"{path}: missing; is {workdir} a finished run folder?")
-  with open(path, newline="") as stream:
-    return list(csv.DictReader(stream))
-
-
 def choose_samples(rows: Sequence[Mapping[str, str]], class_names: Sequence[str], *,
                    per_class: int = 1) -> list[Mapping[str, str]]:
   """Per true class, the `per_class` most confident correct predictions and the most confident
@@ -230,9 +177,9 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
   Args:
     run: a loaded run or its folder.
     path: the PNG (default `<workdir>/cams.png`).
-    composite: the run's samples (default: `load_run_composite`).
-    apex_frames: grey apex frame per composite sample, or None entries (default: from
-      `load_run_composite`, regenerated for the synthetic composite).
+    composite: the run's samples (default: `run_folder.load_run_composite`).
+    apex_frames: grey apex frame per composite sample, or None entries (default: the stored ones;
+      for the synthetic composite missing ones are regenerated).
     per_class: correct and failed samples shown per true class.
 
   Returns:
@@ -240,7 +187,7 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
   """
   run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
   if composite is None:
-    composite, stored_frames = load_run_composite(run.workdir, run.config)
+    composite, stored_frames = run_folder.load_run_composite(run.workdir, run.config)
     apex_frames = apex_frames if apex_frames is not None else stored_frames
   if apex_frames is None:
     apex_frames = [None] * len(composite)
@@ -248,7 +195,7 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
               enumerate(zip(composite.datasets, composite.subjects, composite.samples))}
   class_names = run.class_names
   rows, titles = [], []
-  for row in choose_samples(read_predictions(run.workdir), class_names, per_class=per_class):
+  for row in choose_samples(run_folder.read_predictions(run.workdir), class_names, per_class=per_class):
     key = (row["dataset"], row["subject"], row["sample"])
     if key not in index_of:
       raise errors.UserError(f"{run.workdir}: predicted sample {'/'.join(key)} is not in the run's composite")
@@ -258,25 +205,36 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
     predicted = int(np.argmax(activations.logits[0]))
     apex = apex_frames[index]
     if apex is None and run.config["data"]["name"] == "synthetic":
-      apex = synthetic_apex_frame(*key, int(composite.labels[index]))
+      apex = inference.synthetic_apex_frame(*key, int(composite.labels[index]))
     title = sample_title("/".join(key), class_names[int(composite.labels[index])], class_names[predicted],
                          float(activations.probabilities[0, predicted]))
     rows.append(sample_panels(composite.flows[index], activations.maps[0, ..., predicted], title, apex))
     titles.append(f"fold {row['fold']}")
   if not rows:
-    raise errors.UserError(f"{run.workdir}: predictions.csv lists no test samples")
-  path = path or os.path.join(run.workdir, GRID_FILE)
+    raise errors.UserError(f"{run.workdir}: {run_folder.PREDICTIONS} lists no test samples")
+  path = path or os.path.join(run.workdir, run_folder.CAMS)
   model = run.config["model"]
   return plots.image_grid(path, rows, column_titles=COLUMNS, row_titles=titles,
                           suptitle=f"{model['preset']} class activation maps of the predicted class "
                           f"(each sample by the fold model that held its subject out)")
 
 
-def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, prediction: Prediction) -> str:
-  """The CAM of a scored onset/apex pair: the mean over the scoring models' maps and probabilities."""
-  inputs = prediction.inputs
+def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, inputs: np.ndarray,
+                    models: Sequence[FoldModel]) -> str:
+  """The CAM of an onset/apex pair: the mean over `models`' maps and probabilities.
+
+  Args:
+    path: the PNG.
+    run: the loaded run.
+    pair: the frames (the apex is drawn under the map).
+    inputs: `[1, r, r, 3]`, the pair's network input.
+    models: the fold models that scored it.
+
+  Returns:
+    The PNG's path.
+  """
   maps, probabilities = [], []
-  for index in (model.slot for model in prediction.models):
+  for index in (model.slot for model in models):
     activations = class_activation_maps(run.module, run.model_variables(index), inputs)
     probabilities.append(activations.probabilities[0])
     maps.append(activations.maps[0])
@@ -286,7 +244,7 @@ def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, prediction: Pre
   cam = np.mean([heat_map(m[..., predicted], (run.resolution, run.resolution)) for m in maps], axis=0)
   title = sample_title(pair.apex_name, None, run.class_names[predicted], float(mean_probabilities[predicted]))
   rows = [sample_panels(inputs[0], cam, title, pair.apex)]
-  suptitle = f"class activation map of the predicted class, mean over {len(prediction.models)} model(s)"
+  suptitle = f"class activation map of the predicted class, mean over {len(models)} model(s)"
   return plots.image_grid(path, rows, column_titles=COLUMNS, suptitle=suptitle)
 
 
@@ -348,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m rcn_jax.analysis.cam", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="a finished run folder")
-  parser.add_argument("--out", help=f"the PNG (default WORKDIR/{GRID_FILE})")
+  parser.add_argument("--out", help=f"the PNG (default WORKDIR/{run_folder.CAMS})")
   parser.add_argument("--per_class", type=int, default=1, help="correct and failed samples per class")
   parser.add_argument("--apex_dir", help="apex frames as DIR/<dataset>/<subject>/<sample>.png")
   errors.add_verbosity_argument(parser)
@@ -356,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   def run_command() -> None:
     run = load_run(args.workdir)
-    composite, frames = load_run_composite(run.workdir, run.config)
+    composite, frames = run_folder.load_run_composite(run.workdir, run.config)
     if args.apex_dir:
       frames = read_apex_dir(args.apex_dir, composite)
     print(write_run_cams(run, args.out, composite=composite, apex_frames=frames, per_class=args.per_class))

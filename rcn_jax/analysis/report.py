@@ -6,7 +6,7 @@ Sections: the setup (model, data, protocol, training, execution, versions), pool
 scope (mean ± std over seeds, subject-bootstrap intervals), every seed, confusion matrices
 (tables and the engine's PNGs), learning curves (from `train_loss.csv`), class activation maps
 (`rcn_jax.analysis.cam`), and per-fold accuracy. Everything is read from the run folder; the CAM grid also
-needs the run's samples (see `rcn_jax.analysis.cam.load_run_composite`), and is left out with a note when
+needs the run's samples (see `rcn_jax.run_folder.load_run_composite`), and is left out with a note when
 they cannot be loaded.
 """
 
@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import errors, plots
-from rcn_jax import scoring
+from rcn_jax import errors, plots, run_folder, scoring
+from rcn_jax.analysis import cam
 
-LEARNING_CURVES = "learning_curves.png"
-COMPOSITE = "composite"
 SCOPE_NAMES = {"composite": "composite (all tested samples)", "smic": "SMIC", "casme2": "CASME II",
                "samm": "SAMM"}
 
@@ -143,11 +141,10 @@ def setup_blocks(results: Mapping[str, Any]) -> list[Block]:
 
 def results_blocks(results: Mapping[str, Any]) -> list[Block]:
   """Pooled scores per scope and per seed."""
-  scopes = {COMPOSITE: results, **results.get("per_dataset", {})}
   bootstrap = results.get("bootstrap", {})
   rows = [[SCOPE_NAMES.get(s, s), e["num_samples"], plots.format_mean_std(e["uar"], e.get("uar_std")),
            plots.format_mean_std(e["uf1"], e.get("uf1_std")), _interval(e, "uar"), _interval(e, "uf1")]
-          for s, e in scopes.items()]
+          for s, e in scoring.scopes(results).items()]
   blocks: list[Block] = [
       Heading("Results"),
       Paragraph("Pooled LOSO scores: the test predictions of all folds are concatenated before UAR and UF1 are "
@@ -170,35 +167,33 @@ def confusion_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
   blocks: list[Block] = [Heading("Confusion matrices"),
                          Paragraph("Rows: true class; columns: predicted class"
                                    + (f"; counts summed over {seeds} seeds." if seeds > 1 else "."))]
-  for scope, entry in {COMPOSITE: results, **results.get("per_dataset", {})}.items():
+  for scope, entry in scoring.scopes(results).items():
     counts = entry["confusion"]
     blocks += [Heading(SCOPE_NAMES.get(scope, scope), 3),
                Table(["true \\ predicted", *names], [[name, *row] for name, row in zip(names, counts)])]
-    if os.path.exists(os.path.join(workdir, f"confusion_{scope}.png")):
-      blocks.append(Image(f"confusion_{scope}.png", f"confusion matrix, {scope}"))
+    if os.path.exists(os.path.join(workdir, run_folder.confusion_png(scope))):
+      blocks.append(Image(run_folder.confusion_png(scope), f"confusion matrix, {scope}"))
   return blocks
 
 
 def learning_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
   """The learning-curve PNG (written here) and its reading."""
-  names, losses = scoring.read_train_losses(workdir)
+  names, losses = run_folder.read_train_losses(workdir)
   threshold = results["config"]["train"]["loss_threshold"]
-  plots.learning_curves(os.path.join(workdir, LEARNING_CURVES), losses, names=names, threshold=threshold,
+  plots.learning_curves(os.path.join(workdir, run_folder.LEARNING_CURVES), losses, names=names, threshold=threshold,
                         title=f"training loss of {len(names)} fold models")
   final = [row[np.isfinite(row)][-1] for row in losses if np.isfinite(row).any()]
   return [Heading("Learning curves"),
-          Paragraph(f"Epoch-mean training loss of every fold model (`train_loss.csv`); thick: the mean over "
+          Paragraph(f"Epoch-mean training loss of every fold model (`{run_folder.TRAIN_LOSS}`); thick: the mean over "
                     f"models. Final losses: min {min(final):.4f}, median {np.median(final):.4f}, "
                     f"max {max(final):.4f}."),
-          Image(LEARNING_CURVES, "learning curves")]
+          Image(run_folder.LEARNING_CURVES, "learning curves")]
 
 
 def cam_blocks(workdir: str, cams: bool) -> list[Block]:
   """The CAM grid (written if missing), or a note why there is none."""
-  from rcn_jax.analysis import cam  # pylint: disable=g-import-not-at-top
-
   blocks: list[Block] = [Heading("Class activation maps")]
-  path = os.path.join(workdir, cam.GRID_FILE)
+  path = os.path.join(workdir, run_folder.CAMS)
   if cams and not os.path.exists(path):
     try:
       cam.write_run_cams(workdir, path)
@@ -209,7 +204,7 @@ def cam_blocks(workdir: str, cams: bool) -> list[Block]:
   return blocks + [Paragraph("Per true class, the most confident correct and failed test samples, each explained "
                              "by the fold model that held its subject out: the CAM of the predicted class "
                              "over the flow map and the apex frame."),
-                   Image(cam.GRID_FILE, "class activation maps")]
+                   Image(run_folder.CAMS, "class activation maps")]
 
 
 def fold_blocks(results: Mapping[str, Any]) -> list[Block]:
@@ -230,9 +225,7 @@ def build_report(workdir: str, *, cams: bool = True) -> list[Block]:
   Returns:
     The blocks.
   """
-  from rcn_jax.analysis.predict import RESULTS, read_run_json  # pylint: disable=g-import-not-at-top
-
-  results = read_run_json(Path(workdir) / RESULTS)
+  results = run_folder.read_results(workdir)
   config = results["config"]
   title = f"Run report: {config['model']['preset']} ({Path(workdir).resolve().name})"
   return [Heading(title, 1),
@@ -245,10 +238,10 @@ def build_report(workdir: str, *, cams: bool = True) -> list[Block]:
 def write_report(workdir: str, *, html_too: bool = False, cams: bool = True) -> list[str]:
   """Writes `report.md` (and `report.html`) into the run folder; returns their paths."""
   blocks = build_report(workdir, cams=cams)
-  paths = [os.path.join(workdir, "report.md")]
+  paths = [os.path.join(workdir, run_folder.REPORT_MARKDOWN)]
   Path(paths[0]).write_text(render_markdown(blocks))
   if html_too:
-    paths.append(os.path.join(workdir, "report.html"))
+    paths.append(os.path.join(workdir, run_folder.REPORT_HTML))
     Path(paths[1]).write_text(render_html(blocks, blocks[0].text))
   return paths
 

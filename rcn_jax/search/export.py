@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rcn_jax import plots
-from rcn_jax import scoring
+from rcn_jax import run_folder
 from rcn_jax.models import search_space
 
 WEIGHTS_JSON = "architecture_weights.json"
@@ -143,7 +143,7 @@ def weight_table(space: search_space.SearchSpace, per_task: Mapping[str, Mapping
 
 def write_weight_table(workdir: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
   """`architecture_weights.json` (rows and meta) and `architecture_weights.csv` (the rows, without per-task)."""
-  scoring.write_json(os.path.join(workdir, WEIGHTS_JSON), {**meta, "weights": list(rows)}, strict=True)
+  run_folder.write_json(os.path.join(workdir, WEIGHTS_JSON), {**meta, "weights": list(rows)}, strict=True)
   with open(os.path.join(workdir, WEIGHTS_CSV), "w", newline="") as stream:
     writer = csv.writer(stream)
     writer.writerow(["decision", "candidate", "hops", "weight", "std", "rank"])

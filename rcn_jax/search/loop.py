@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import folds, sample_list, scoring, selection
+from rcn_jax import folds, run_folder, sample_list, scoring, selection
 from rcn_jax.engine import steps
 from rcn_jax.models import search_space, supernet
 from rcn_jax.search import bilevel, export, splits
@@ -301,7 +301,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
       "devices": 1, "device_seconds": search_s, "weight_steps": weight_steps, "arch_steps": arch_steps,
       "flops_per_weight_step": per_step["weight_step"], "flops_per_arch_step": per_step["arch_step"],
       "flops": weight_steps * per_step["weight_step"] + arch_steps * per_step["arch_step"]}
-  scoring.write_json(os.path.join(workdir, SEARCH_JSON), summary, strict=True)
+  run_folder.write_json(os.path.join(workdir, SEARCH_JSON), summary, strict=True)
   print(_summary_text(summary), file=sys.stderr)
   return summary
 

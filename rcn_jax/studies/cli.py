@@ -7,6 +7,7 @@ import importlib
 import os
 from collections.abc import Sequence
 
+from data_prep import inference
 from rcn_jax import errors
 from rcn_jax.engine import multihost
 from rcn_jax.studies.definitions import STUDIES, run_study
@@ -46,14 +47,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def make_data(args: argparse.Namespace) -> DataSource:
   """The data source the arguments describe."""
-  from data_prep import magnify  # pylint: disable=g-import-not-at-top
-
   if args.scale == "tiny":
-    return tiny_frame_data(magnification=magnify.MagnificationConfig(alpha=args.mm_alpha, levels=3))
+    return tiny_frame_data(magnification=inference.MagnificationConfig(alpha=args.mm_alpha, levels=3))
   magnified_dir = args.magnified_data_dir
   if magnified_dir is None and args.data == "synthetic":
     magnified_dir = os.path.join(args.workdir, "data_magnified")
-  return NamedData(args.data, args.data_dir, args.flow_backend, magnify.MagnificationConfig(alpha=args.mm_alpha),
+  return NamedData(args.data, args.data_dir, args.flow_backend, inference.MagnificationConfig(alpha=args.mm_alpha),
                    magnified_dir, args.workers)
 
 

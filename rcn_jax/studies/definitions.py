@@ -9,6 +9,8 @@ from typing import Any
 
 from rcn_jax import errors, plots
 from rcn_jax import sample_list
+from rcn_jax.analysis import cam
+from rcn_jax.analysis.trained_run import load_run
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.search_study import search_study
 from rcn_jax.studies.specs import RunSpec
@@ -69,9 +71,6 @@ def depth_study(runner: Runner) -> Outputs:
 
 
 def _depth_cams(runner: Runner) -> str | None:
-  from rcn_jax.analysis import cam  # pylint: disable=g-import-not-at-top
-  from rcn_jax.analysis.predict import load_run  # pylint: disable=g-import-not-at-top
-
   scale = runner.scale
   fm, pool, _ = scale.base
   specs = [[RunSpec(m, fm, pool, r) for r in scale.cam_resolutions] for m in scale.depth_models]

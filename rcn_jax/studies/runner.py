@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from rcn_jax import config as config_lib
+from rcn_jax import run_folder
 from rcn_jax.data import Composite
 from rcn_jax.models import factory
 from rcn_jax.studies.sources import DataSource
@@ -102,17 +102,16 @@ class Runner:
     """The results of a run, training it (or its missing epochs) first."""
     run_dir = self.run_dir(spec)
     if self.dry_run:
-      state = "finished" if os.path.exists(os.path.join(run_dir, "results.json")) else "to train"
+      state = "finished" if os.path.exists(os.path.join(run_dir, run_folder.RESULTS)) else "to train"
       print(f"{spec.name}: {state}")
       return None
     from rcn_jax import train  # pylint: disable=g-import-not-at-top
-    from rcn_jax.analysis import cam
     config = self.config(spec, extra)
     composite = self.data.composite(spec)
     results = train.train_and_evaluate(config, run_dir, composite=composite)
-    stored = os.path.join(run_dir, cam.COMPOSITE_FILE)
+    stored = os.path.join(run_dir, run_folder.COMPOSITE_FILE)
     if composite is not None and self.main_process and not os.path.exists(stored):
-      cam.save_composite(stored, composite, self.data.apex_frames())
+      run_folder.save_composite(run_dir, composite, self.data.apex_frames())
     return results
 
   def composite(self, spec: RunSpec) -> Composite:
@@ -121,9 +120,7 @@ class Runner:
     if key not in self._composites:
       composite = self.data.composite(spec)
       if composite is None:
-        from rcn_jax.analysis.cam import load_run_composite  # pylint: disable=g-import-not-at-top
-        from rcn_jax.analysis.predict import CONFIG, read_run_json  # pylint: disable=g-import-not-at-top
         run_dir = self.run_dir(spec)
-        composite = load_run_composite(run_dir, read_run_json(Path(run_dir) / CONFIG))[0]
+        composite = run_folder.load_run_composite(run_dir, run_folder.read_config(run_dir))[0]
       self._composites[key] = composite.select(spec.datasets)
     return self._composites[key]

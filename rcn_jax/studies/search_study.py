@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from rcn_jax import config as config_lib
-from rcn_jax import plots
+from rcn_jax import plots, run_folder
 from rcn_jax.models import search_space
 from rcn_jax.studies.runner import Runner, set_dotted
 from rcn_jax.studies.specs import RunSpec
@@ -82,7 +82,7 @@ def _retrain(runner: Runner, spec: RunSpec, architecture: str, selection: Mappin
   digest = hashlib.sha1(f"{architecture}|{json.dumps(selection, sort_keys=True)}".encode()).hexdigest()[:10]
   run_dir = os.path.join(runner.workdir, "runs", f"arch_{digest}")
   if runner.dry_run:
-    finished = os.path.exists(os.path.join(run_dir, "results.json"))
+    finished = os.path.exists(os.path.join(run_dir, run_folder.RESULTS))
     print(f"arch_{digest} ({architecture}): {'finished' if finished else 'to train'}")
     return None
   from rcn_jax import train  # pylint: disable=g-import-not-at-top
@@ -154,7 +154,7 @@ def search_study(runner: Runner) -> Outputs:
   outputs.figures.append(path)
   seeds = ", ".join(map(str, scale.search_train_seeds))
   outputs.sections += [
-      f"## Groups: mean ± std over their picks of each pick's UAR/UF1; search cost summed over searches",
+      "## Groups: mean ± std over their picks of each pick's UAR/UF1; search cost summed over searches",
       plots.markdown_table(["group", "picks", "UAR", "UF1", "search device-s", "search FLOPs"], group_rows),
       f"## Every pick: UAR and UF1 mean ± std over training seeds {seeds}; its search's cost",
       plots.markdown_table(["pick", "group", "architecture", "UAR", "UF1", "search device-s", "search FLOPs"], rows),

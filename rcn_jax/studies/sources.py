@@ -7,8 +7,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
+from data_prep import inference
 from rcn_jax import errors
 from rcn_jax import sample_list
 from rcn_jax.data import Composite
@@ -46,7 +48,7 @@ class NamedData(DataSource):
   name: str = "synthetic"
   data_dir: str | None = None
   flow_backend: str = "tvl1"
-  magnification: Any = None  # data_prep.magnify.MagnificationConfig
+  magnification: inference.MagnificationConfig | None = None
   magnified_data_dir: str | None = None
   workers: int = 1
 
@@ -62,9 +64,8 @@ class NamedData(DataSource):
       raise errors.UserError("--magnified_data_dir: the magnification study needs the magnified dataset; build it "
                              "with python -m data_prep.magnify --alpha=A -- <data_prep.build arguments> --out=DIR")
     if self.name == "synthetic":
-      from data_prep import magnify  # pylint: disable=g-import-not-at-top
-      magnify.build_magnified_synthetic(self.magnified_data_dir, self.magnification, backend=self.flow_backend,
-                                        workers=self.workers)
+      inference.build_magnified_synthetic(self.magnified_data_dir, self.magnification, backend=self.flow_backend,
+                                          workers=self.workers)
     return self.magnified_data_dir
 
   def composite(self, spec: RunSpec) -> Composite | None:
@@ -73,8 +74,7 @@ class NamedData(DataSource):
   def apex_frame(self, key: tuple[str, str, str], label: int) -> np.ndarray | None:
     if self.name != "synthetic":
       return None
-    from rcn_jax.analysis.cam import synthetic_apex_frame  # pylint: disable=g-import-not-at-top
-    return synthetic_apex_frame(*key, label)
+    return inference.synthetic_apex_frame(*key, label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +95,11 @@ class FrameData(DataSource):
   Attributes:
     samples: the clips, in composite order.
     flow_backend: the flow backend.
-    magnification: a `data_prep.magnify.MagnificationConfig` for magnified runs.
+    magnification: the magnification of magnified runs.
   """
   samples: Sequence[FrameSample]
   flow_backend: str = "dis"
-  magnification: Any = None
+  magnification: inference.MagnificationConfig | None = None
 
   def __post_init__(self):
     self._cache: dict[tuple[int, bool], Composite] = {}
@@ -113,10 +113,10 @@ class FrameData(DataSource):
   def composite(self, spec: RunSpec) -> Composite:
     key = (spec.resolution, spec.magnified)
     if key not in self._cache:
-      from rcn_jax.analysis.predict import network_input  # pylint: disable=g-import-not-at-top
       magnification = self.magnification.to_json() if spec.magnified else None
-      flows = np.stack([network_input(s.onset, s.apex, backend=self.flow_backend, resolution=spec.resolution,
-                                      magnification=magnification) for s in self.samples])
+      flows = np.stack([inference.network_input(s.onset, s.apex, backend=self.flow_backend,
+                                                resolution=spec.resolution, magnification=magnification)
+                        for s in self.samples])
       self._cache[key] = Composite(
           flows=flows, labels=np.asarray([s.label for s in self.samples], np.int64),
           subjects=np.asarray([s.subject for s in self.samples]),
@@ -134,7 +134,8 @@ class FrameData(DataSource):
 
 
 def tiny_frame_data(subjects_per_dataset: int = 2, samples_per_subject: int = 3, size: int = 48,
-                    flow_backend: str = "dis", magnification: Any = None) -> FrameData:
+                    flow_backend: str = "dis",
+                    magnification: inference.MagnificationConfig | None = None) -> FrameData:
   """A few synthetic-composite clips per dataset, frames resized to `size` px, subjects interleaved
   across datasets (so the first folds cover every dataset).
 
@@ -148,13 +149,6 @@ def tiny_frame_data(subjects_per_dataset: int = 2, samples_per_subject: int = 3,
   Returns:
     The frame data.
   """
-  import cv2  # pylint: disable=g-import-not-at-top
-
-  from data_prep import magnify  # pylint: disable=g-import-not-at-top
-  from data_prep.flowmap import to_grey  # pylint: disable=g-import-not-at-top
-  from data_prep.synthetic import generate  # pylint: disable=g-import-not-at-top
-
-  config = generate.SyntheticConfig()
   by_dataset = []
   for dataset in sample_list.DATASETS:
     listed = sample_list.read_official_list((dataset,))
@@ -164,9 +158,7 @@ def tiny_frame_data(subjects_per_dataset: int = 2, samples_per_subject: int = 3,
   for rank in range(subjects_per_dataset):
     for clips in by_dataset:
       for listed in clips[rank] if rank < len(clips) else []:
-        generated = generate.generate_sample(config, listed)
-        frames = [cv2.resize(to_grey(f, listed.sample), (size, size), interpolation=cv2.INTER_AREA)
-                  for f in (generated.onset, generated.apex)]
+        frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in inference.synthetic_frames(listed)]
         samples.append(FrameSample(listed.dataset, listed.subject, listed.sample, listed.label, *frames))
-  magnification = magnification or magnify.MagnificationConfig(alpha=10.0, levels=3)
+  magnification = magnification or inference.MagnificationConfig(alpha=10.0, levels=3)
   return FrameData(samples, flow_backend, magnification)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rcn_jax import plots
+from rcn_jax import plots, run_folder
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.sources import DataSource, NamedData
 from rcn_jax.studies.specs import RunSpec
@@ -106,8 +106,7 @@ class Outputs:
       lines += [section, ""]
     path = os.path.join(workdir, f"{self.study}.md")
     Path(path).write_text("\n".join(lines))
-    from rcn_jax.scoring import write_json  # pylint: disable=g-import-not-at-top
-    write_json(os.path.join(workdir, f"{self.study}.json"), {"study": self.study, **self.numbers})
+    run_folder.write_json(os.path.join(workdir, f"{self.study}.json"), {"study": self.study, **self.numbers})
     return path
 
 

@@ -1,5 +1,6 @@
-"""The build's final report: counts per dataset and class against the official list, apex
-statistics, crops, failures and time, as a JSON-ready dict and as text."""
+"""The summary a build ends with (`megc2019_<backend>_build_report.json` and the printed tables):
+counts per dataset and class against the official list, apex statistics, crops, failures and time,
+as a JSON-ready dict and as text."""
 
 from __future__ import annotations
 
@@ -57,16 +58,16 @@ def _summary(values: Sequence[float]) -> dict | None:
           "min": round(float(array.min()), 4), "max": round(float(array.max()), 4)}
 
 
-def build_report(listed: Sequence[ListedSample], outcomes: Sequence[SampleOutcome],
+def build_summary(listed: Sequence[ListedSample], outcomes: Sequence[SampleOutcome],
                  seconds: float) -> dict:
-  """The final report.
+  """The summary of a build.
 
   Args:
     listed: the organisers' list for the chosen datasets.
     outcomes: one per matched sample, built or failed.
     seconds: wall time of the build.
   Returns:
-    JSON-ready report.
+    JSON-ready summary.
   """
   return {
       "counts": class_counts(listed, outcomes),
@@ -84,27 +85,27 @@ def build_report(listed: Sequence[ListedSample], outcomes: Sequence[SampleOutcom
   }
 
 
-def format_report(report: dict) -> str:
-  """The report as a few plain-text tables."""
+def format_summary(summary: dict) -> str:
+  """The summary as a few plain-text tables."""
   lines = ["samples per class: built / official"]
   lines.append(f"  {'dataset':<8}" + "".join(f"{name:>14}" for name in CLASS_NAMES))
-  for dataset, classes in report["counts"].items():
+  for dataset, classes in summary["counts"].items():
     cells = "".join(f"{classes[n]['built']:>8} / {classes[n]['official']:<3}" for n in CLASS_NAMES)
     lines.append(f"  {dataset:<8}{cells}")
   lines.append("apex: relative position (apex-onset)/(offset-onset), onset->apex frames, "
                "|apex - annotated apex|")
-  for dataset, stats in report["apex"].items():
+  for dataset, stats in summary["apex"].items():
     relative, frames, versus = (stats[k] or {} for k in (
         "relative_position", "onset_to_apex_frames", "abs_difference_to_annotated_apex"))
     lines.append(
         f"  {dataset:<8} methods {stats['methods']}  rel.pos mean {relative.get('mean')} "
         f"[{relative.get('min')}, {relative.get('max')}]  frames mean {frames.get('mean')}  "
         f"|diff| mean {versus.get('mean')}  with notes {stats['with_notes']}  crop {stats['crop']}")
-  for failure in report["failures"]:
+  for failure in summary["failures"]:
     lines.append(f"  FAILED {failure['dataset']} {failure['subject']}/{failure['sample']}: "
                  f"{failure['error']}")
-  samples = report["samples"]
+  samples = summary["samples"]
   lines.append(f"{samples['built']} of {samples['listed']} listed samples built "
                f"({samples['from_cache']} from the cache), {samples['failed']} failed, "
-               f"{report['seconds']} s")
+               f"{summary['seconds']} s")
   return "\n".join(lines)
