@@ -1,5 +1,24 @@
-"""Test setup: four CPU devices (for the sharding tests) must be requested before JAX starts."""
+"""Test setup: four CPU devices (for the sharding tests) must be requested before JAX starts; fixtures
+shared by several test files (helpers and builders live in `tests/fixtures/`)."""
 
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """Tiny runs spend their time compiling; XLA's optimisations are not worth it for them."""
+  import jax  # pylint: disable=g-import-not-at-top  (JAX starts after XLA_FLAGS is set above)
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fast_compile):
+  """The shared tiny run's folder (`fixtures.shared_run`)."""
+  from fixtures.shared_run import shared_tiny_run  # pylint: disable=g-import-not-at-top
+  return shared_tiny_run(tmp_path_factory)

@@ -6,13 +6,13 @@ import pytest
 
 from rcn_jax import models, plots, run_folder
 from rcn_jax.analysis import cam, trained_run
-from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
+from fixtures.shared_run import shared_tiny_run
 
 INPUTS = np.random.default_rng(0).random((2, 20, 20, 3)).astype(np.float32)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quick(fast_compile):  # noqa: F811
+def quick(fast_compile):
   yield
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from fixtures import megc_layouts as layouts
-from loso_fixtures import ROOT
+from fixtures.loso_runs import ROOT
 from rcn_jax import errors
 
 

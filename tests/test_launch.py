@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import rcn_f
-from loso_fixtures import launch, tiny_overrides, write_tiny_megc2019
+from fixtures.loso_runs import launch, tiny_overrides, write_tiny_megc2019
 from rcn_jax import data
 from rcn_jax import sample_list
 

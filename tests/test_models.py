@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numerics import assert_close_to_scale
+from fixtures.numerics import assert_close_to_scale
 from rcn_jax import models
 from rcn_jax.models import attention, layers
 

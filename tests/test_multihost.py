@@ -12,7 +12,10 @@ import shutil
 import numpy as np
 import pytest
 
-from loso_fixtures import free_port, launch, tiny_overrides, write_tiny_megc2019
+from fixtures.loso_runs import free_port, launch, tiny_overrides, write_tiny_megc2019
+
+# The module fixture trains eight runs: once, on one worker (`--dist loadgroup` in setup.cfg).
+pytestmark = pytest.mark.xdist_group("multihost")
 
 FOLDS = 5
 EPOCHS = 3

@@ -1,70 +1,21 @@
 """predict on new frames: the same probabilities as the run's own LOSO evaluation; clips; errors.
 
-`shared_tiny_run` (also used by test_cam and test_report) trains one tiny run per test session,
-once even when pytest-xdist spreads the files over workers.
+`run_dir` (conftest, `fixtures.shared_run`) is one tiny run per test session, shared with test_cam and
+test_report.
 """
 
 import csv
 import json
-import os
-import time
 from pathlib import Path
 
 import cv2
-import jax
 import numpy as np
 import pytest
 
-from numerics import assert_close_to_scale
+from fixtures.numerics import assert_close_to_scale
 from rcn_jax import studies
 from data_prep import inference
 from rcn_jax.analysis import predict, trained_run
-
-SPEC = studies.RunSpec("rcn", 4, 2, 20)
-
-
-@pytest.fixture(scope="module")
-def fast_compile():
-  """Tiny runs spend their time compiling; XLA's optimisations are not worth it for them."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
-
-def _shared_root(tmp_path_factory) -> Path:
-  root = tmp_path_factory.getbasetemp()
-  # Under xdist every worker has its own basetemp inside the session's folder.
-  return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-
-
-def shared_tiny_run(tmp_path_factory) -> Path:
-  """The folder of a finished RCN run (fm 4, 20 px, 4 folds, 1 epoch) on the tiny built-in frames."""
-  root = _shared_root(tmp_path_factory)
-  workdir = root / "see_tiny_runs"
-  run_dir = workdir / "runs" / SPEC.name
-  lock, failed = root / "see_tiny_runs.lock", root / "see_tiny_runs.failed"
-  try:
-    os.mkdir(lock)
-  except FileExistsError:
-    deadline = time.monotonic() + 900
-    while not (run_dir / "composite.npz").exists():
-      if failed.exists():
-        raise RuntimeError(f"the shared tiny run failed in another worker: {failed.read_text()}")
-      if time.monotonic() > deadline:
-        raise TimeoutError(f"waited 15 min for {run_dir}")
-      time.sleep(1.0)
-    return run_dir
-  try:
-    studies.Runner(str(workdir), studies.SCALES["tiny"], studies.tiny_frame_data()).run(SPEC)
-  except BaseException as error:
-    failed.write_text(repr(error))
-    raise
-  return run_dir
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, fast_compile):
-  return shared_tiny_run(tmp_path_factory)
 
 
 def read_rows(run_dir):

@@ -5,10 +5,10 @@ import re
 
 from rcn_jax import plots
 from rcn_jax.analysis import report
-from test_predict import fast_compile, shared_tiny_run  # noqa: F401  (fixtures shared with test_predict)
+from fixtures.shared_run import shared_tiny_run
 
 
-def test_report_of_a_tiny_run(tmp_path_factory, fast_compile, monkeypatch):  # noqa: F811
+def test_report_of_a_tiny_run(tmp_path_factory, fast_compile, monkeypatch):
   run_dir = shared_tiny_run(tmp_path_factory)
   figures = {}
   saved = plots.save

@@ -3,7 +3,7 @@
 import json
 import time
 
-from loso_fixtures import launch, tiny_overrides, write_tiny_megc2019
+from fixtures.loso_runs import launch, tiny_overrides, write_tiny_megc2019
 
 EPOCHS = 12
 

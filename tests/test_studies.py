@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loso_fixtures import free_port
+from fixtures.loso_runs import free_port
 from rcn_jax import plots, studies
-from test_predict import fast_compile  # noqa: F401  (fixture shared with test_predict)
 
 
 def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
@@ -63,7 +62,7 @@ def axes_texts(figure):
           [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else [] for a in axes])
 
 
-def test_resolution_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+def test_resolution_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):
   """Fig. 1 and 2 (depth), Fig. 7 (resolution) and Table VI (time) share their runs."""
   workdir = str(tmp_path)
   figures = run_tiny(workdir, ("depth", "resolution", "time"), monkeypatch, capsys)
@@ -92,7 +91,7 @@ def test_resolution_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, c
   assert axes_texts(figures["time.png"])[1] == ["training + test time (hours)"]
 
 
-def test_setting_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+def test_setting_studies_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):
   """Fig. 8 (pool), Fig. 9 and Table II (features), Tables III (magnification), IV (partial), V (comparison)."""
   workdir = str(tmp_path)
   figures = run_tiny(workdir, ("pool", "features", "magnification", "partial", "comparison"), monkeypatch, capsys)
@@ -206,7 +205,7 @@ def test_a_study_over_two_processes_matches_one_process(tmp_path):
   assert run["execution"]["processes"] == 2 and len(run["execution"]["devices"]) == 2
 
 
-def test_search_study_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):  # noqa: F811
+def test_search_study_at_tiny_scale(tmp_path, fast_compile, monkeypatch, capsys):
   """Two search seeds (top-1 each) and two random picks of the same space, all retrained under LOSO."""
   workdir = str(tmp_path)
   figures = run_tiny(workdir, ("search",), monkeypatch, capsys)

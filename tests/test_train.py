@@ -13,6 +13,9 @@ from fixtures.tiny_runs import tiny_composite, tiny_config
 from rcn_jax import train
 from rcn_jax.data import Composite, load_composite
 
+# The module fixture trains three runs: once, on one worker (`--dist loadgroup` in setup.cfg).
+pytestmark = pytest.mark.xdist_group("train_strategies")
+
 
 def read_probabilities(workdir) -> np.ndarray:
   with open(os.path.join(workdir, "predictions.csv")) as stream:
