@@ -1,6 +1,6 @@
 """Onset and apex frames: the annotated apex checked against the frames present, and detectors.
 
-Methods (the first author's from his released MATLAB code, MEGC2019 and STRCN):
+Methods:
   `annotated`: the sheet's (or table's) apex.
   `xia_std`: the frame whose difference from the onset frame has the largest standard deviation over
     pixels (full resolution, whole clip), the first author's MEGC2019 detector.
