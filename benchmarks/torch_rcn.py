@@ -1,7 +1,7 @@
 """RCN-A and RCN-F in plain PyTorch (NCHW), layer for layer the official release's classes, as a speed baseline.
 
-Written from the layer description in `shared/spec/models.md` (the behaviour of the official
-`RCN_A` and `RCN_F` classes), not copied. What runs in a training step is what the official
+Written from the official release's layer order (the behaviour of its `RCN_A` and `RCN_F`
+classes), not copied. What runs in a training step is what the official
 classes run:
 - `RCN_A`: Conv 5x5 (3 -> fm) -> BN -> ReLU -> MaxPool 2 -> Dropout; the recurrent block (1x1
   conv -> BN -> ReLU, then the one 3x3 conv + BN + ReLU module applied twice to `x + y`) ->

@@ -1,6 +1,6 @@
 """Onset and apex frames: the annotated apex checked against the frames present, and detectors.
 
-Methods (see ../shared/spec/flow.md section 4):
+Methods:
   `annotated`: the sheet's (or table's) apex.
   `xia_std`: the frame whose difference from the onset frame has the largest standard deviation over
     pixels (full resolution, whole clip), the first author's MEGC2019 detector.
@@ -29,7 +29,7 @@ from data_prep.frames import ClipFrames
 METHODS = ("annotated", "xia_std", "xia_std_10x8_window", "middle", "max_flow")
 STRCN_SIZE = (10, 8)  # rows, cols
 STRCN_WINDOW = (0.2, 0.7)
-# Flow near the image border is unreliable (see flow.md section 0.5); max_flow ignores that ring.
+# Flow solvers leave artefacts near the image border (strain.zero_border); max_flow ignores that ring.
 MAX_FLOW_BORDER = 8
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -39,7 +39,7 @@ def optical_strain(flow: np.ndarray, *, method: str = "central") -> np.ndarray:
   Args:
     flow: `[H, W, 2]` (u, v) in pixels, u along columns and v along rows.
     method: `central` (central differences, `np.gradient`) or `sobel` (3x3 Sobel / 8, smoother;
-      it helps the noisier flow backends, flow.md section 6.4).
+      it helps the noisier flow backends).
   Returns:
     The strain `[H, W]`, float32, >= 0.
   """
@@ -61,7 +61,7 @@ def zero_border(maps: np.ndarray, width: int = DEFAULT_BORDER) -> np.ndarray:
 
   Flow solvers leave artefacts along the image edges (OpenCV TV-L1 within ~3 px, Farneback along the
   bottom rows) whose strain can reach 15x the true maximum and would dominate a per-map min-max
-  normalisation (flow.md section 6.4). Zeroing the ring after the strain is computed, so its own
+  normalisation. Zeroing the ring after the strain is computed, so its own
   edge creates no strain, removes them.
   """
   maps = np.array(maps, copy=True)

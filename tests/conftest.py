@@ -22,3 +22,12 @@ def run_dir(tmp_path_factory, fast_compile):
   """The shared tiny run's folder (`fixtures.shared_run`)."""
   from fixtures.shared_run import shared_tiny_run  # pylint: disable=g-import-not-at-top
   return shared_tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def megc2019_dir(tmp_path_factory):
+  """A data dir holding the tiny `megc2019` build of SMIC's listed samples (`fixtures.loso_runs`)."""
+  from fixtures.loso_runs import write_tiny_megc2019  # pylint: disable=g-import-not-at-top
+  directory = tmp_path_factory.mktemp("data")
+  write_tiny_megc2019(directory)
+  return directory

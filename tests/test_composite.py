@@ -13,7 +13,7 @@ from data_prep import build
 from data_prep.annotations import shipped_smic_table
 from data_prep.composite import join_composite, read_dataset_inputs
 
-OFFICIAL = {  # protocol.md: samples per class (negative, positive, surprise) and subjects
+OFFICIAL = {  # the organisers' published counts: samples per class (negative, positive, surprise), subjects
     "smic": ((70, 51, 43), 16), "casme2": ((88, 32, 25), 24), "samm": ((92, 26, 15), 28)}
 
 

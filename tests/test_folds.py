@@ -86,10 +86,3 @@ def test_stable_ids_and_subject_groups_are_shared_by_folds_and_search_tasks():
   assert folds.stable_id("smic/s01@0") == splits.SearchTask("smic/s01@0", None, 0, *[np.zeros(0)] * 3).stable_id
   assert folds.stable_id("a") != folds.stable_id("b")
   assert folds.subject_groups(["s01", "s01"], ["smic", "casme2"]).tolist() == ["smic/s01", "casme2/s01"]
-
-
-def test_subject_keys_pad_samm_numbers_and_name_a_bad_one():
-  assert sample_list.subject_key("samm", " 6 ") == "006"
-  assert sample_list.subject_key("smic", "s01") == "s01"
-  with pytest.raises(ValueError, match="samm subject 'x6': expected a number"):
-    sample_list.subject_key("samm", "x6")

@@ -1,57 +1,15 @@
-"""launch.py end to end on a tiny flow-map dataset on disk; flag errors; the TFDS loader."""
+"""launch.py end to end on a tiny flow-map dataset on disk (a LOSO run, a search and its export); its
+default workdir; the protocol warning."""
 
 import json
 
-import numpy as np
-import pytest
-
 from configs import rcn_f
-from fixtures.loso_runs import launch, tiny_overrides, write_tiny_megc2019
-from rcn_jax import data
-from rcn_jax import sample_list
+from fixtures.loso_runs import launch, tiny_overrides
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("data")
-  write_tiny_megc2019(directory)
-  return directory
-
-
-def test_tiny_tfds_directory_reads_back_in_list_order(data_dir):
-  composite = data.load_composite("megc2019", data_dir=str(data_dir), resolution=20, datasets=("smic",))
-  listed = sample_list.read_official_list(("smic",))
-  assert len(composite) == 164
-  assert composite.flows.shape == (164, 20, 20, 3) and composite.flows.dtype == np.float32
-  assert 0.0 <= composite.flows.min() and composite.flows.max() <= 1.0
-  assert composite.samples.tolist() == [s.sample for s in listed]
-  assert composite.subjects.tolist() == [s.subject for s in listed]
-  assert composite.labels.tolist() == [s.label for s in listed]
-  assert set(composite.datasets) == {"smic"}
-  # The class band on u survives the load-time transform (area resize and per-map min-max).
-  right_band = composite.flows[:, :, 14:, 0].mean(axis=(1, 2))
-  left_band = composite.flows[:, :, :6, 0].mean(axis=(1, 2))
-  assert np.all(right_band[composite.labels == 2] > left_band[composite.labels == 2] + 0.2)
-
-
-def test_loader_names_what_is_wrong(data_dir, tmp_path):
-  with pytest.raises(ValueError, match=r"listed sample\(s\) missing, e.g. \['casme2/sub01/EP02_01f'"):
-    data.load_composite("megc2019", data_dir=str(data_dir), resolution=20)
-  with pytest.raises(FileNotFoundError, match="no megc2019 flow-map dataset for backend 'dis'"):
-    data.load_composite("megc2019", data_dir=str(data_dir), flow_backend="dis")
-  with pytest.raises(ValueError, match="data.name='casme'"):
-    data.load_composite("casme", data_dir=str(tmp_path))
-  with pytest.raises(ValueError, match=r"data.datasets=\['smic', 'mmew'\]"):
-    data.load_composite("megc2019", data_dir=str(data_dir), datasets=("smic", "mmew"))
-  flows = np.zeros((2, 4, 4, 3), np.float32)
-  flows[1, 0, 0, 0] = np.nan
-  with pytest.raises(ValueError, match=r"non-finite flow values in sample\(s\) \['smic/s02/b'\]"):
-    data.Composite(flows, np.array([0, 1]), np.array(["s01", "s02"]), np.array(["smic"] * 2), np.array(["a", "b"]))
-
-
-def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
+def test_launch_smoke_runs_end_to_end(megc2019_dir, tmp_path):
   workdir = tmp_path / "run"
-  process = launch(["--config=configs/rcn_f.py:smoke", f"--workdir={workdir}", *tiny_overrides(data_dir)],
+  process = launch(["--config=configs/rcn_f.py:smoke", f"--workdir={workdir}", *tiny_overrides(megc2019_dir)],
                    cache_dir=tmp_path / "xla")
   out, err = process.communicate(timeout=600)
   assert process.returncode == 0, err[-3000:]
@@ -71,10 +29,10 @@ def test_launch_smoke_runs_end_to_end(data_dir, tmp_path):
   assert log[0] == "smic s01"
 
 
-def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen(data_dir, tmp_path):
+def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen(megc2019_dir, tmp_path):
   """`configs/search.py:smoke` (default space, `once`), then a LOSO run of its top-1 export."""
   search_dir, run_dir = tmp_path / "search", tmp_path / "top1"
-  process = launch(["--config=configs/search.py:smoke", f"--workdir={search_dir}", *tiny_overrides(data_dir)],
+  process = launch(["--config=configs/search.py:smoke", f"--workdir={search_dir}", *tiny_overrides(megc2019_dir)],
                    cache_dir=tmp_path / "xla", devices=1)
   out, err = process.communicate(timeout=900)
   assert process.returncode == 0, err[-3000:]
@@ -82,7 +40,7 @@ def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen
   assert summary["mode"] == "once" and summary["ranked"][0]["selection"] == "once (test subjects seen)"
   assert set(summary["space"]["stems"]) == {"standard", "wide", "wide_pooled", "conv5_pool"}
   top1 = summary["ranked"][0]["config"]
-  process = launch([f"--config={top1}:smoke", f"--workdir={run_dir}", *tiny_overrides(data_dir)[:1],
+  process = launch([f"--config={top1}:smoke", f"--workdir={run_dir}", *tiny_overrides(megc2019_dir)[:1],
                     "--config.train.batch_size=32", "--config.report.bootstrap_resamples=0",
                     "--config.protocol.max_folds=2"], cache_dir=tmp_path / "xla", devices=1)
   out, err = process.communicate(timeout=600)

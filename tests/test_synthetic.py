@@ -20,10 +20,10 @@ from data_prep.flowmap import compute_flow_map
 from data_prep.synthetic import action_units, builder, domains, generate
 from rcn_jax import sample_list
 
-# Pinned from the organisers' list (sample_list.md): samples, subjects, negative, positive, surprise.
+# Pinned from the organisers' published counts: samples, subjects, negative, positive, surprise.
 COUNTS = {"smic": (164, 16, 70, 51, 43), "casme2": (145, 24, 88, 32, 25),
           "samm": (133, 28, 92, 26, 15)}
-BORDER = 8  # flow.md measures ignore an 8-px ring
+BORDER = 8  # flow metrics ignore an 8-px ring, where the solvers leave border artefacts
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +191,10 @@ def _reduced(config: generate.SyntheticConfig, factor: float) -> generate.Synthe
       for spec in config.domains))
 
 
-def test_tvl1_flow_is_within_flow_md_thresholds_of_the_truth():
-  """flow.md 7.3 item 4, noisy case (sigma = 2 grey levels, the CASME II-like camera), with the
-  nuisances on: end-point error on moving pixels and strain correlation against the truth."""
+def test_tvl1_flow_is_within_the_noisy_thresholds_of_the_truth():
+  """TV-L1 meets the thresholds set for noisy pairs on a photographed face (sigma = 2 grey levels, the
+  CASME II-like camera: end-point error on moving pixels < 0.13 px, strain correlation against the
+  truth > 0.6), here with the synthetic data's nuisances on."""
   config = _reduced(generate.SyntheticConfig(), 0.6)
   listed = sample_list.read_official_list(["casme2"])
   plans_ = [generate.plan_sample(config, row) for row in listed[:40]]

@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.tiny_runs import tiny_composite, tiny_config
 from rcn_jax import train
-from rcn_jax.data import Composite, load_composite
+from rcn_jax.data import Composite
 
 # The module fixture trains three runs: once, on one worker (`--dist loadgroup` in setup.cfg).
 pytestmark = pytest.mark.xdist_group("train_strategies")
@@ -145,8 +145,6 @@ def test_bad_settings_name_their_key(tmp_path):
     config[section][key] = value
     with pytest.raises(ValueError, match=message):
       train.train_and_evaluate(config, str(tmp_path / key), composite=tiny_composite())
-  with pytest.raises(ValueError, match=r"data.resolution=10: expected 20..300"):
-    load_composite("synthetic", resolution=10)
 
 
 def test_results_name_the_devices_the_strategy_used(strategy_runs):

@@ -1,6 +1,6 @@
 """MEGC2019's mapping from each database's emotion labels to the three composite classes.
 
-From the organisers' guideline (see ../shared/spec/protocol.md): only disgust and repression make
+From the organisers' MEGC2019 guideline: only disgust and repression make
 CASME II's negative class (its fear and sadness clips are dropped); SAMM's negative class is anger,
 contempt, disgust, fear and sadness; SMIC is already 3-class. `None` marks a dropped emotion.
 """

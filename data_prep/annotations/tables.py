@@ -30,7 +30,7 @@ class FrameRow:
 
 
 def shipped_smic_table() -> Path:
-  """The first author's published SMIC onset/apex/offset table (origin: resources/README.md)."""
+  """The first author's published SMIC onset/apex/offset table (origin: data_prep/resources/README.md)."""
   return Path(str(importlib.resources.files("data_prep.resources").joinpath(SHIPPED_SMIC_TABLE)))
 
 

@@ -3,8 +3,8 @@
 This is the family of the paper's input maps, which it says were estimated with "the Lorentzian
 penalty optimization function": brightness and gradient constancy with a robust data penalty, a
 robust smoothness penalty on the flow gradient, warping over an image pyramid and iteratively
-reweighted least squares (IRLS), as flow.md sections 2.1 and 2.2 describe Ce Liu's Coarse2Fine and
-Sun, Roth and Black's classic family. Per pyramid level:
+reweighted least squares (IRLS), as in Ce Liu's Coarse2Fine (the C++ code wrapped by `pyflow`) and
+Sun, Roth and Black's "classic" family (Secrets of optical flow, 2010). Per pyramid level:
 
   E(w) = sum_p mean_c rho_D(|F2_c(p + w) - F1_c(p)|^2) + alpha sum_p rho_S(smoothness terms),
 

@@ -29,7 +29,7 @@ class TVL1Config:
 
 @dataclasses.dataclass(frozen=True)
 class DISConfig:
-  """DIS preset: `ultrafast`, `fast` or `medium` (the most accurate, flow.md section 6.2)."""
+  """DIS preset: `ultrafast`, `fast` or `medium` (the most accurate of the three on the synthetic pairs)."""
   preset: str = "medium"
 
   def __post_init__(self):

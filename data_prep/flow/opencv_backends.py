@@ -1,7 +1,7 @@
 """Optical flow with OpenCV: Dual TV-L1 (contrib build), DIS and Farneback, one pair at a time.
 
 All take uint8 grey frames `[H, W]` and return float32 `[H, W, 2]` = (u, v) with
-`frame0(p) ~ frame1(p + (u, v))`. OpenCV's traps (flow.md section 6.6) are avoided by always
+`frame0(p) ~ frame1(p + (u, v))`. OpenCV's input-type traps are avoided by always
 passing uint8: TV-L1 would rescale float input by 255, Farneback returns no flow on floats in
 [0, 1], and DIS accepts only uint8.
 """

@@ -1,6 +1,7 @@
 """Synthetic onset/apex pairs with known flow: the fixtures of the flow tests and benchmark.
 
-The recipe follows flow.md section 6.1 with a generated face-like image in place of a photograph:
+The recipe is that of the canonical test pair (a 200x200 photographed face warped by known Gaussian
+motion bumps) with a generated face-like image in place of the photograph:
 a smooth shaded oval with dark brows, eyes, nostrils and mouth over a band-limited skin texture.
 Ground truth is a sum of Gaussian motion bumps at brows, mouth corners and nose. The flow `w` lives
 on the grid of the first frame and `I0(p) = I1(p + w(p))`, with `u` along columns (+right) and `v`
@@ -14,7 +15,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-# Canonical bumps of flow.md section 6.1, on a 200x200 face: (row, col, sigma, dy, dx).
+# The canonical test pair's bumps, on a 200x200 face: (row, col, sigma, dy, dx); peak |w| 1.504 px.
 _CANONICAL_200 = (
     (66.0, 62.0, 10.0, -1.0, 0.0),
     (66.0, 112.0, 10.0, -0.8, 0.1),
@@ -108,7 +109,7 @@ def face_image(size: int, *, seed: int = 0) -> np.ndarray:
   for row, col, half_height, half_width, depth in features:
     image -= depth * np.exp(-(((rows - row) / half_height) ** 2 + ((cols - col) / half_width) ** 2))
   # A strong, flat-spectrum texture stands in for skin, hair and lighting detail; with it the
-  # OpenCV TV-L1 errors match those measured on a photographed face (flow.md section 6.2).
+  # OpenCV TV-L1 errors match those measured on a photographed face (scikit-image's astronaut).
   image += 0.5 * (band_limited_texture((size, size), seed=seed, cutoff=0.3, slope=0.5) - 0.5)
   image = cv2.GaussianBlur(image, (0, 0), 0.7)
   return np.clip(image, 0.0, 1.0)
@@ -145,7 +146,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def micro_expression_pair(size: int = 128, *, bumps: tuple[Bump, ...] | None = None,
                           noise_grey_levels: float = 0.0, seed: int = 0) -> SyntheticPair:
-  """The synthetic micro-expression pair of flow.md section 6.1 on the generated face.
+  """The canonical test pair (Gaussian bumps at brows, mouth corners and nose) on the generated face.
 
   Args:
     size: side of the square frames in px.

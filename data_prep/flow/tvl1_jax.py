@@ -1,7 +1,7 @@
 """Dual TV-L1 optical flow in JAX, following OpenCV contrib's `DualTVL1OpticalFlow` step by step.
 
-Zach, Pock and Bischof (2007) with the warping scheme of Wedel et al. (2009), as flow.md section
-2.3 describes OpenCV's variant: a bilinear pyramid without pre-blur (factor 0.8, 5 scales),
+Zach, Pock and Bischof (2007) with the warping scheme of Wedel et al. (2009), in the variant of
+OpenCV contrib's `optflow/src/tvl1flow.cpp`: a bilinear pyramid without pre-blur (factor 0.8, 5 scales),
 bicubic warps with a zero border and coordinates rounded to 1/32 px, the thresholding (v) step,
 the primal (u) step, Chambolle's dual (p) step, a 5x5 median of the flow at the start of every
 outer iteration, and OpenCV's stopping rule (`sum |u_new - u_old|^2 <= epsilon^2 * pixels`) per
