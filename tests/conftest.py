@@ -31,3 +31,12 @@ def megc2019_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("data")
   write_tiny_megc2019(directory)
   return directory
+
+
+@pytest.fixture(scope="module")
+def official():
+  """`(subjects [442], datasets [442])` of the organisers' list, in its order."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rcn_jax import sample_list  # pylint: disable=g-import-not-at-top
+  listed = sample_list.read_official_list()
+  return np.asarray([s.subject for s in listed]), np.asarray([s.dataset for s in listed])

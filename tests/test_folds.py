@@ -5,14 +5,8 @@ import collections
 import numpy as np
 import pytest
 
-from rcn_jax import folds, sample_list
+from rcn_jax import folds
 from rcn_jax.search import splits
-
-
-@pytest.fixture(scope="module")
-def official():
-  listed = sample_list.read_official_list()
-  return np.asarray([s.subject for s in listed]), np.asarray([s.dataset for s in listed])
 
 
 def test_loso_on_the_official_list_has_68_folds_each_subject_tested_once(official):

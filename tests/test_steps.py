@@ -4,14 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from rcn_jax import errors, folds, sample_list
+from rcn_jax import errors, folds
 from rcn_jax.engine import steps
-
-
-@pytest.fixture(scope="module")
-def official():
-  listed = sample_list.read_official_list()
-  return np.asarray([s.subject for s in listed]), np.asarray([s.dataset for s in listed])
 
 
 def test_epoch_minibatches_hold_only_training_samples_each_once(official):
