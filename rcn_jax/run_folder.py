@@ -1,4 +1,4 @@
-"""The run folder: the name of every file in it, their writers and readers, and the trained run.
+"""The run folder: the name of every file in it, and their writers and readers.
 
 What `rcn_jax.train.train_and_evaluate(config, workdir)` leaves in `workdir`:
 
