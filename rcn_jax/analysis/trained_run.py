@@ -1,8 +1,8 @@
 """A finished run's fold models, restored from the newest checkpoint of its run folder.
 
-`load_run(workdir)` plans the run again from its `config.json` and tested samples (on one device,
-every slot in one call) and restores the checkpoint into that executor's abstract state, so the
-same slots come back whatever devices trained the run. `TrainedRun` scores inputs through the
+`load_run(workdir)` rebuilds the run's per-model program from its `config.json` and restores the
+checkpoint into the engine's abstract state of its slots (`strategies.abstract_state`) on one
+device, so the same slots come back whatever devices trained the run. `TrainedRun` scores inputs through the
 engine's `ModelProgram.predict`; `rcn_jax.analysis.predict`, `cam`, `report` and the studies use it.
 """
 
@@ -20,8 +20,7 @@ import ml_collections
 import numpy as np
 
 from rcn_jax import errors, run_folder, sample_list
-from rcn_jax.data import Composite
-from rcn_jax.engine import checkpoint, plan, steps
+from rcn_jax.engine import checkpoint, plan, steps, strategies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,20 +112,6 @@ def _predict_program(program: steps.ModelProgram):
   return jax.jit(program.predict)
 
 
-def _tested_samples(workdir: Path, resolution: int) -> Composite:
-  """The samples the run tested, from `predictions.csv`, with zero inputs: what planning the run needs
-  (its folds come from the samples' datasets and subjects, its shapes from the resolution)."""
-  rows = run_folder.read_predictions(workdir)
-  rows = [row for row in rows if row["seed"] == rows[0]["seed"]] if rows else []
-  if not rows:
-    raise errors.UserError(f"{workdir / run_folder.PREDICTIONS}: no rows")
-  inputs = np.broadcast_to(np.zeros((1, resolution, resolution, 3), np.float32),
-                           (len(rows), resolution, resolution, 3))
-  return Composite(inputs, np.asarray([int(r["label"]) for r in rows]), np.asarray([r["subject"] for r in rows]),
-                   np.asarray([r["dataset"] for r in rows]), np.asarray([r["sample"] for r in rows]),
-                   source=str(workdir / run_folder.PREDICTIONS))
-
-
 def load_run(workdir: str | os.PathLike) -> TrainedRun:
   """Restores every fold model of a finished run from its newest checkpoint.
 
@@ -143,22 +128,18 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   slots = int(results.get("execution", {}).get("slots", len(names)))
   if slots < len(names):
     raise errors.UserError(f"{workdir / run_folder.RESULTS}: {slots} slots for {len(names)} models")
-  config = ml_collections.ConfigDict(config_dict)
-  config.parallel.update(strategy="loop", models_per_call=slots)
-  run_plan = plan.plan_run(config, _tested_samples(workdir, int(config.data.resolution)),
-                           devices=jax.local_devices()[:1])
-  if run_plan.layout.num_models != len(names):
-    raise errors.UserError(f"{workdir / run_folder.TRAIN_LOSS}: {len(names)} models, the run's config plans "
-                           f"{run_plan.layout.num_models}")
+  program = plan.create_program(ml_collections.ConfigDict(config_dict), 1)
+  resolution = int(config_dict["data"]["resolution"])
+  one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   store = checkpoint.Checkpoints(str(workdir / run_folder.CHECKPOINTS))
   try:
     if store.latest_epoch() is None:
       raise errors.MissingInput(f"{workdir / run_folder.CHECKPOINTS}: no checkpoint")
-    epoch, state = store.restore(run_plan.executor.abstract_state())
+    epoch, state = store.restore(strategies.abstract_state(program, slots, (resolution, resolution, 3), one_device))
   finally:
     store.close()
   count = len(names)
   variables = {"params": jax.tree.map(lambda leaf: leaf[:count], state["params"]),
                "batch_stats": jax.tree.map(lambda leaf: leaf[:count], state["batch_stats"])}
   models = tuple(FoldModel(slot, fold, seed) for slot, (fold, seed) in enumerate(names))
-  return TrainedRun(str(workdir), config_dict, results, run_plan.executor.program, variables, models, int(epoch))
+  return TrainedRun(str(workdir), config_dict, results, program, variables, models, int(epoch))

@@ -1,8 +1,8 @@
 """What a run trains, from its config and data: the program, the folds, their slots and the executor.
 
 `plan_run(config, composite)` is the one place a config becomes an executor: `rcn_jax.train` trains
-with it, and loading a trained run rebuilds the same executor (its `abstract_state` restores the
-checkpoints). A model's keys depend on its seed and fold only (`model_keys`), so every layout,
+with it; loading a trained run rebuilds its program (`create_program`) and restores the checkpoint
+into `strategies.abstract_state`. A model's keys depend on its seed and fold only (`model_keys`), so every layout,
 strategy and device count trains the same models.
 """
 

@@ -20,7 +20,6 @@ pytrees, the per-slot tables (`steps.SlotTables`, sharded over the mesh) and the
 
 from __future__ import annotations
 
-import abc
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -155,8 +154,27 @@ def _block_programs(program: ModelProgram, mesh: Mesh, size: int, vectorised: bo
   return jax.jit(train, donate_argnums=0), jax.jit(predict, donate_argnums=0)
 
 
-class Executor(abc.ABC):
-  """Runs a `ModelProgram` over every slot; data and per-slot tables live on the devices.
+def abstract_state(program: ModelProgram, num_slots: int, input_shape: tuple[int, ...],
+                   sharding: jax.sharding.Sharding) -> State:
+  """Shapes, dtypes and `sharding` of the stacked state of `num_slots` models on inputs `[H, W, 3]`.
+
+  What restoring a checkpoint needs: an executor's own state (`Executor.abstract_state`), or a
+  trained run's on any device (`rcn_jax.analysis.trained_run`).
+  """
+  shapes = jax.eval_shape(jax.vmap(program.init, in_axes=(0, None)),
+                          jax.ShapeDtypeStruct((num_slots, 2), jnp.uint32),
+                          jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+class Executor:
+  """Runs a `ModelProgram` over every slot: each device's slots in blocks of `models_per_call`.
+
+  Data and per-slot tables live on the devices. Each device owns a contiguous block of slots; call
+  `c` updates models `[c*k, (c+1)*k)` of every device's block in place (the state is donated).
+  `vectorised` blocks are one vmapped program (the accelerators' way: a device's 340 models need
+  not fit its memory at once); otherwise a block is k unrolled single-model programs, so no program
+  sees a vmapped (grouped) convolution, which XLA:CPU runs 4-10x slower.
 
   Args:
     program: the per-model functions.
@@ -165,15 +183,20 @@ class Executor(abc.ABC):
       test_indices `[slots, T]` int32.
     data: inputs `[N, H, W, 3]` float32 and labels `[N]` int (placed on every device once).
     loss_threshold: the stopping rule's training-loss threshold (`-inf`: fixed epochs).
+    models_per_call: k; it must divide the slots per device.
+    vectorised: vmap each block instead of unrolling it.
   """
 
   def __init__(self, program: ModelProgram, mesh: Mesh, tables: SlotTables, data: Data,
-               loss_threshold: float = float("-inf")):
+               loss_threshold: float = float("-inf"), *, models_per_call: int, vectorised: bool = False):
     self.program = program
     self.mesh = mesh
     self.num_slots = np.shape(tables.train_mask)[0]
     if self.num_slots % mesh.size:
       raise ValueError(f"{self.num_slots} slots do not divide over {mesh.size} devices")
+    per_device = self.num_slots // mesh.size
+    if models_per_call < 1 or per_device % models_per_call:
+      raise ValueError(f"parallel.models_per_call={models_per_call} must divide the {per_device} slots per device")
     self._per_model = model_sharding(mesh)
     self._replicated = replicated(mesh)
     tables = SlotTables(np.asarray(tables.key, np.uint32), np.asarray(tables.train_mask, bool),
@@ -183,6 +206,9 @@ class Executor(abc.ABC):
     self.data = jax.tree.map(lambda array: multihost.global_array(array, self._replicated), data)
     self._calls = [self.scalar(c) for c in range(program.settings.calls_per_epoch)]
     self.loss_threshold = multihost.global_array(np.float32(loss_threshold), self._replicated)
+    self.models_per_call = models_per_call
+    self.vectorised = vectorised
+    self._chunks = [self.scalar(c) for c in range(per_device // models_per_call)]
 
   def scalar(self, value: int) -> jax.Array:
     """An int32 scalar on every device (an explicit transfer)."""
@@ -198,44 +224,7 @@ class Executor(abc.ABC):
 
   def abstract_state(self) -> State:
     """Shapes, dtypes and shardings of the stacked state, for restoring a checkpoint."""
-    shapes = jax.eval_shape(jax.vmap(self.program.init, in_axes=(0, None)),
-                            jax.ShapeDtypeStruct((self.num_slots, 2), jnp.uint32),
-                            jax.ShapeDtypeStruct((1,) + self.data.inputs.shape[1:], jnp.float32))
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._per_model), shapes)
-
-  @abc.abstractmethod
-  def train_epoch(self, state: State, epoch: int) -> State:
-    """Runs epoch `epoch` of every slot; the input state is donated."""
-
-  @abc.abstractmethod
-  def predict(self, state: State) -> np.ndarray:
-    """`[slots, T, C]` class probabilities of each slot's test samples."""
-
-
-class BlockExecutor(Executor):
-  """Each device's slots in blocks of `models_per_call` models per call; calls loop over the blocks.
-
-  Each device owns a contiguous block of slots; call `c` updates models `[c*k, (c+1)*k)` of every
-  device's block in place (the state is donated). `vectorised` blocks are one vmapped program (the
-  accelerators' way: a device's 340 models need not fit its memory at once); otherwise a block is
-  k unrolled single-model programs, so no program sees a vmapped (grouped) convolution, which
-  XLA:CPU runs 4-10x slower.
-
-  Args:
-    models_per_call: k; it must divide the slots per device.
-    vectorised: vmap each block instead of unrolling it.
-    (the rest as `Executor`)
-  """
-
-  def __init__(self, program: ModelProgram, mesh: Mesh, tables: SlotTables, data: Data,
-               loss_threshold: float = float("-inf"), *, models_per_call: int, vectorised: bool = False):
-    super().__init__(program, mesh, tables, data, loss_threshold)
-    per_device = self.num_slots // mesh.size
-    if models_per_call < 1 or per_device % models_per_call:
-      raise ValueError(f"parallel.models_per_call={models_per_call} must divide the {per_device} slots per device")
-    self.models_per_call = models_per_call
-    self.vectorised = vectorised
-    self._chunks = [self.scalar(c) for c in range(per_device // models_per_call)]
+    return abstract_state(self.program, self.num_slots, self.data.inputs.shape[1:], self._per_model)
 
   def _programs(self):
     return _block_programs(self.program, self.mesh, self.models_per_call, self.vectorised)
@@ -245,6 +234,7 @@ class BlockExecutor(Executor):
     return {"chunk": chunk, "epoch": epoch, "call": call, "loss_threshold": self.loss_threshold}
 
   def train_epoch(self, state: State, epoch: int) -> State:
+    """Runs epoch `epoch` of every slot; the input state is donated."""
     train, _ = self._programs()
     epoch = self.scalar(epoch)
     for chunk in self._chunks:
@@ -253,6 +243,7 @@ class BlockExecutor(Executor):
     return state
 
   def predict(self, state: State) -> np.ndarray:
+    """`[slots, T, C]` class probabilities of each slot's test samples."""
     _, predict = self._programs()
     one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), state)
     one_table = jax.ShapeDtypeStruct(self.tables.test_indices.shape[1:], self.tables.test_indices.dtype)
@@ -276,7 +267,7 @@ def vmap_block_size(program: ModelProgram, mesh: Mesh, per_device: int, tables: 
     limit = (mesh.devices.flat[0].memory_stats() or {}).get("bytes_limit")
   if not limit:
     return per_device
-  probe = BlockExecutor(program, mesh, tables, data, models_per_call=1, vectorised=True)
+  probe = Executor(program, mesh, tables, data, models_per_call=1, vectorised=True)
   train, _ = probe._programs()  # pylint: disable=protected-access
   zero = probe.scalar(0)
   analysis = train.lower(probe.abstract_state(), probe.tables, probe.data,
@@ -309,5 +300,5 @@ def make_executor(strategy: str, program: ModelProgram, devices: Sequence[jax.De
   mesh = fold_mesh(devices[:1] if strategy == "loop" else devices)
   if strategy == "vmap" and not models_per_call:
     models_per_call = vmap_block_size(program, mesh, np.shape(tables.train_mask)[0] // mesh.size, tables, data)
-  return BlockExecutor(program, mesh, tables, data, loss_threshold,
+  return Executor(program, mesh, tables, data, loss_threshold,
                        models_per_call=models_per_call or CPU_MODELS_PER_CALL, vectorised=strategy == "vmap")
