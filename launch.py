@@ -13,10 +13,11 @@ import os
 import sys
 import traceback
 
-# XLA reads its flags once, when JAX starts: give every CPU core its own host device so the
-# shard_map strategy can run independent folds on each, unless the user chose XLA flags.
-if "XLA_FLAGS" not in os.environ:
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+from rcn_jax import xla_flags  # pylint: disable=g-import-not-at-top
+
+# Before JAX starts: a host device per CPU core (the shard_map strategy runs independent folds on
+# each) and XLA:CPU's faster kernel choices, where the user's XLA_FLAGS do not say otherwise.
+xla_flags.apply_defaults()
 
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -7,7 +7,8 @@ sizes (the organisers' 68 subjects), two worker processes per model compile and 
   fold, folds one after another, `torch.set_num_threads(2)`, batch 64, SGD momentum 0.9, in-memory
   tensors (no DataLoader, which would only slow it down);
 - rcn-jax: `rcn_jax.engine.plan`'s executor with the config defaults (`parallel.strategy=auto`,
-  `models_per_call=0`) and `launch.py`'s XLA flags (one host device per core). Its rcn_f is the
+  `models_per_call=0`) and `launch.py`'s XLA flags (`rcn_jax.xla_flags`: one host device per core,
+  YNNPACK for reductions only); flags set in `XLA_FLAGS` override them. Its rcn_f is the
   paper's three-stream stem; the official class's reused stream 2 costs the same convolutions.
 Then the driver runs paired rounds: both workers train the same F folds for E epochs, official
 first in even rounds and rcn-jax first in odd ones. Before each measurement it waits for a quiet
@@ -38,6 +39,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from rcn_jax import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"rcn_a": (16, 5), "rcn_f": (32, 5)}
@@ -163,7 +166,8 @@ class Worker:
   """A variant in its own process: started, warmed up, then timed on request."""
 
   def __init__(self, name: str, argv: list[str], devices: int):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    xla_flags.apply_defaults(env, devices)
     self.name = name
     self.process = subprocess.Popen([sys.executable, __file__, *argv], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)

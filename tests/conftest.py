@@ -1,9 +1,10 @@
-"""Test setup: four CPU devices (for the sharding tests) must be requested before JAX starts; fixtures
-shared by several test files (helpers and builders live in `tests/fixtures/`)."""
+"""Test setup: four CPU devices (for the sharding tests) and launch.py's other XLA defaults must be
+requested before JAX starts; fixtures shared by several test files (helpers and builders live in
+`tests/fixtures/`)."""
 
-import os
+from rcn_jax import xla_flags
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+xla_flags.apply_defaults(devices=4)
 
 import pytest  # noqa: E402
 

@@ -2,6 +2,10 @@
 
 import sys
 
-from rcn_jax.studies.cli import main
+from rcn_jax import xla_flags
+
+xla_flags.apply_defaults()  # before JAX starts, as launch.py does
+
+from rcn_jax.studies.cli import main  # pylint: disable=wrong-import-position  # noqa: E402
 
 sys.exit(main())
