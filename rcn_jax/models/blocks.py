@@ -91,7 +91,7 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
     """`x [N, H, W, 3]` -> `[N, H', W', fm]` (60 -> 28 for conv5_pool, 20 otherwise, 14 conv5_pool4)."""
-    dropout = lambda y: nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+    dropout = lambda y: layers.Dropout(self.dropout_rate)(y, train=train)
     convs = {name: ConvBN(*spec, relu_first=self.kind.startswith("wide"),
                           unbiased_running_var=self.unbiased_running_var, name=name)
              for name, spec in stem_convs(self.kind, self.features, self.reuse_stream2).items()}
@@ -144,4 +144,4 @@ class RecurrentLayer(nn.Module):
           total = total + y
     else:
       raise ValueError(f"unknown layer {self.kind!r}; expected one of {LAYERS}")
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(layers.max_pool(y, 2))
+    return layers.Dropout(self.dropout_rate)(layers.max_pool(y, 2), train=train)

@@ -41,6 +41,44 @@ def torch_conv(in_channels: int, features: int, kernel_size: int, stride: int = 
       bias_init=torch_conv_bias_init(in_channels * kernel_size * kernel_size), name=name)
 
 
+def bernoulli_mask(key: jax.Array, keep: float, shape: tuple[int, ...]) -> Array:
+  """A bool mask of `shape`, each entry independently True with probability `keep`.
+
+  Where `keep` is a multiple of 1/2^b for some b <= 8 (dropout 0.5 keeps 1/2: b = 1), each entry
+  is b bits of one random 32-bit word, not a 32-bit uniform of its own: up to 32x fewer random
+  numbers, and generating them was most of dropout's cost on CPU. Other probabilities use
+  `jax.random.bernoulli`.
+  """
+  bits = next((b for b in range(1, 9) if float(keep * 2 ** b).is_integer()), None)
+  if bits is None:
+    return jax.random.bernoulli(key, keep, shape)
+  size = math.prod(shape)
+  per_word = 32 // bits
+  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  shifts = jnp.arange(per_word, dtype=jnp.uint32) * bits
+  fields = (words[:, None] >> shifts) & ((1 << bits) - 1)
+  return (fields.reshape(-1)[:size] < round(keep * 2 ** bits)).reshape(shape)
+
+
+class Dropout(nn.Module):
+  """Inverted dropout as `nn.Dropout` (kept entries scaled by 1 / (1 - rate)), masks from `bernoulli_mask`.
+
+  Draws from the `dropout` RNG collection; a no-op outside training and at rate 0.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> Array:
+    """`x [...]` with each entry zeroed with probability `rate` in training."""
+    if not train or self.rate == 0:
+      return x
+    keep = 1.0 - self.rate
+    if keep == 0:
+      return jnp.zeros_like(x)
+    mask = bernoulli_mask(self.make_rng("dropout"), keep, x.shape)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
 class BatchNorm(nn.Module):
   """Batch norm over (batch, H, W) with an optional sample mask and PyTorch's running-variance rule.
 
@@ -118,8 +156,11 @@ def adaptive_bins(in_size: int, out_size: int) -> list[tuple[int, int]]:
 def adaptive_avg_pool(x: Array, out_size: int) -> Array:
   """PyTorch's `AdaptiveAvgPool2d(out_size)` on `x [N, H, W, C]` -> `[N, out, out, C]`.
 
-  Bins overlap when out does not divide in, and also when out > in, so a reshape-mean is not enough.
+  Bins overlap when out does not divide in, and also when out > in; then a reshape-mean is not enough.
   """
+  n, h, w, c = x.shape
+  if h % out_size == 0 and w % out_size == 0:
+    return x.reshape(n, out_size, h // out_size, out_size, w // out_size, c).mean(axis=(2, 4))
   rows = [x[:, a:b].mean(axis=1) for a, b in adaptive_bins(x.shape[1], out_size)]
   x = jnp.stack(rows, axis=1)
   cols = [x[:, :, a:b].mean(axis=2) for a, b in adaptive_bins(x.shape[2], out_size)]

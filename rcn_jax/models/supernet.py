@@ -106,7 +106,7 @@ class SearchableLayer(nn.Module):
       y = gate(search_space.state_node(step), _mix(weights.get(search_space.state_decision(step)), outputs))
       if step < len(self.states) and later_shortcut[step]:
         total = total + y
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(layers.max_pool(y, 2))
+    return layers.Dropout(self.dropout_rate)(layers.max_pool(y, 2), train=train)
 
 
 class Supernet(nn.Module):
