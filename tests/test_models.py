@@ -35,6 +35,48 @@ def test_adaptive_pooling_bins_overlap_and_upsample():
       np.testing.assert_allclose(pooled[:, i, j], x[:, r0:r1, c0:c1].mean(axis=(1, 2)), atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [20, 14])  # bins that tile the input (reshape) and bins that overlap
+def test_adaptive_pooling_averages_each_bin(size):
+  x = jax.random.normal(jax.random.key(5), (2, size, size, 4))
+  pooled = layers.adaptive_avg_pool(x, 5)
+  bins = layers.adaptive_bins(size, 5)
+  expected = np.stack([np.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in bins], axis=1)
+                       for r0, r1 in bins], axis=1)
+  assert_close_to_scale(pooled, expected)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.75, 0.7])  # 1 bit, 2 bits, and a 32-bit uniform per entry
+def test_bernoulli_mask_keeps_each_entry_independently_with_its_probability(keep):
+  mask = np.asarray(layers.bernoulli_mask(jax.random.key(6), keep, (200, 50, 30)))
+  assert mask.shape == (200, 50, 30) and mask.dtype == bool
+  n = mask.size
+  assert abs(mask.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n)
+  # Neighbours share a random word: their joint frequency must still be keep^2, at every offset
+  # within a word (an entry's bits are its own).
+  flat = mask.reshape(-1)
+  for offset in (1, 2, 7, 31, 32):
+    both = (flat[:-offset] & flat[offset:]).mean()
+    assert abs(both - keep ** 2) < 5 * np.sqrt(keep ** 2 * (1 - keep ** 2) / n), offset
+  for position in range(32):  # every bit field of a word is used with the same probability
+    assert abs(flat[position::32].mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / (n / 32)), position
+  again = np.asarray(layers.bernoulli_mask(jax.random.key(6), keep, (200, 50, 30)))
+  other = np.asarray(layers.bernoulli_mask(jax.random.key(7), keep, (200, 50, 30)))
+  np.testing.assert_array_equal(mask, again)
+  assert (mask != other).mean() > 0.1
+
+
+def test_dropout_zeroes_and_rescales_only_in_training():
+  x = jnp.ones((4, 8, 8, 16))
+  dropout = layers.Dropout(0.5)
+  np.testing.assert_array_equal(dropout.apply({}, x, train=False), x)
+  np.testing.assert_array_equal(layers.Dropout(0.0).apply({}, x, train=True), x)
+  y = np.asarray(dropout.apply({}, x, train=True, rngs={"dropout": jax.random.key(8)}))
+  assert set(np.unique(y)) == {0.0, 2.0}
+  assert 0.4 < (y == 0).mean() < 0.6
+  grad = jax.grad(lambda v: dropout.apply({}, v, train=True, rngs={"dropout": jax.random.key(8)}).sum())(x)
+  np.testing.assert_array_equal(np.asarray(grad), y)  # the backward pass uses the same mask
+
+
 def test_max_pool_matches_reduce_window_with_padding():
   x = jax.random.normal(jax.random.key(4), (2, 60, 60, 3))
   expected = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 3, 3, 1),
