@@ -124,11 +124,13 @@ def _batch_moments(x: Array, mask: Array | None) -> tuple[Array, Array, Array]:
     mean = jnp.mean(x, axis=(0, 1, 2))
     var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
     return mean, var, jnp.asarray(x.shape[0] * per_sample, x.dtype)
-  weights = mask.astype(x.dtype)[:, None, None, None]
+  weights = mask.astype(x.dtype)
   count = jnp.sum(weights) * per_sample
   safe_count = jnp.maximum(count, 1)
-  mean = jnp.sum(x * weights, axis=(0, 1, 2)) / safe_count
-  var = jnp.sum(jnp.square(x - mean) * weights, axis=(0, 1, 2)) / safe_count
+  # Per-sample sums first, then their masked sum: weighting x itself would have XLA materialise
+  # the mask broadcast to x's full shape for every statistic.
+  mean = weights @ jnp.sum(x, axis=(1, 2)) / safe_count
+  var = weights @ jnp.sum(jnp.square(x - mean), axis=(1, 2)) / safe_count
   return mean, var, count
 
 
