@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from rcn_jax import xla_flags  # pylint: disable=g-import-not-at-top
+from rcn_jax import xla_flags
 
 # Before JAX starts: a host device per CPU core (the shard_map strategy runs independent folds on
 # each) and XLA:CPU's faster kernel choices, where the user's XLA_FLAGS do not say otherwise.

@@ -8,7 +8,8 @@ to the tensor's max magnitude (`rcn_jax.models.parity.deviations`):
 - ulp: the input and every weight moved by one ulp up or down at random (`--seeds` draws), against
   the unperturbed run: how far float32 rounding alone moves each output;
 - xla: the same unperturbed run in fresh processes under other XLA CPU settings (instruction set
-  restricted to AVX and to SSE4.2, single-threaded Eigen, one core), against this process's run:
+  restricted to AVX and to SSE4.2, single-threaded Eigen, YNNPACK convolutions, one core), each
+  otherwise with `launch.py`'s flags (`rcn_jax.xla_flags`), against this process's run:
   the kernel choices that differ between CPUs;
 - here: this machine against the official float32 outputs (what the test compares);
 - breaks: the two deliberate faults (`jax.image.resize` nearest; Flax's biased running variance)
@@ -28,7 +29,11 @@ import subprocess
 import sys
 import tempfile
 
-import jax
+from rcn_jax import xla_flags
+
+xla_flags.apply_defaults(devices=1)  # before JAX starts: this process runs with launch.py's flags
+
+import jax  # pylint: disable=wrong-import-position  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 
@@ -40,6 +45,8 @@ CASES = ([f"{name}_fm16_p{pool}" for name in ("RCN_A", "RCN_S", "RCN_W", "RCN_C"
 KINDS = (*parity.FORWARD_KINDS, "grads", "bias_grads")
 XLA_SETTINGS = {"isa=AVX": (["--xla_cpu_max_isa=AVX"], None), "isa=SSE4_2": (["--xla_cpu_max_isa=SSE4_2"], None),
                 "eigen single-threaded": (["--xla_cpu_multi_thread_eigen=false"], None),
+                "YNNPACK convolutions (XLA's own default)":
+                    ([f"--{xla_flags.LIBRARY_FUSIONS}=individual_convolution"], None),
                 "one core": ([], "0")}
 TOLERANCE = {"eval_logits": parity.FLOAT32.forward, "train_logits": parity.FLOAT32.forward,
              "eval_attention": parity.FLOAT32.forward, "train_attention": parity.FLOAT32.forward,
@@ -90,7 +97,7 @@ def worker(cases: list[str], out_dir: str) -> None:
 
 
 def _xla_outputs(cases: list[str], flags: list[str], cpus: str | None, out_dir: str) -> None:
-  env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=xla_flags.with_defaults(" ".join(flags), 1), JAX_PLATFORMS="cpu")
   command = [sys.executable, __file__, "--worker", out_dir, f"--cases={','.join(cases)}"]
   if cpus is not None:
     command = ["taskset", "-c", cpus, *command]
