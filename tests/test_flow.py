@@ -23,6 +23,9 @@ from data_prep.flow import jax_ops
 from data_prep.flow import synthetic
 from data_prep.flow import tvl1_jax
 
+# `solve` computes each backend's flows once per module: keep the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("flow")
+
 SIZE = 128
 BORDER = 8  # metrics ignore this ring, where the solvers leave border artefacts
 SHIFTS = (0.25, 0.5, 1.0)

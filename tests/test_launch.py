@@ -33,7 +33,7 @@ def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen
   """`configs/search.py:smoke` (default space, `once`), then a LOSO run of its top-1 export."""
   search_dir, run_dir = tmp_path / "search", tmp_path / "top1"
   process = launch(["--config=configs/search.py:smoke", f"--workdir={search_dir}", *tiny_overrides(megc2019_dir)],
-                   cache_dir=tmp_path / "xla", devices=1)
+                   cache_dir=tmp_path / "xla", devices=1, fast_compile=True)
   out, err = process.communicate(timeout=900)
   assert process.returncode == 0, err[-3000:]
   summary = json.loads((search_dir / "search.json").read_text(), parse_constant=_not_json)
@@ -42,7 +42,8 @@ def test_search_smoke_runs_through_launch_and_its_export_says_test_subjects_seen
   top1 = summary["ranked"][0]["config"]
   process = launch([f"--config={top1}:smoke", f"--workdir={run_dir}", *tiny_overrides(megc2019_dir)[:1],
                     "--config.train.batch_size=32", "--config.report.bootstrap_resamples=0",
-                    "--config.protocol.max_folds=2"], cache_dir=tmp_path / "xla", devices=1)
+                    "--config.protocol.max_folds=2"], cache_dir=tmp_path / "xla", devices=1,
+                   fast_compile=True)
   out, err = process.communicate(timeout=600)
   assert process.returncode == 0, err[-3000:]
   results = json.loads((run_dir / "results.json").read_text())

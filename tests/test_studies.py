@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.loso_runs import free_port
+from fixtures.loso_runs import FAST_COMPILE_ENV, free_port
 from rcn_jax import plots, studies
 
 
@@ -184,7 +184,7 @@ def test_a_study_over_two_processes_matches_one_process(tmp_path):
   root = Path(__file__).resolve().parents[1]
 
   def start(workdir, devices, extra=()):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **FAST_COMPILE_ENV)
     return subprocess.Popen([sys.executable, "-m", "rcn_jax.studies", "--study=pool", "--scale=tiny",
                              f"--workdir={workdir}", "--workers=1", *extra], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

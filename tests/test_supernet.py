@@ -8,6 +8,9 @@ import pytest
 from rcn_jax import models
 from rcn_jax.models import search_space, supernet
 
+# Fourteen small programs, each compiled once and run once (`fast_compile`).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 KEYS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
 FM, POOL, SIZE = 8, 5, 30
 
