@@ -17,7 +17,7 @@ machine: the idle share of all cores over one second, read from /proc/stat, must
 under load. PyTorch's 2-thread OpenMP collapses when another process takes a core (rcn-jax's
 one-thread devices degrade gracefully), so only quiet rounds give the comparison users expect.
 
-Printed per model: each round's idle shares and seconds per fold-epoch, the median paired ratio
+Printed first: the CPU (model, cores, widest vector ISA). Printed per model: each round's idle shares and seconds per fold-epoch, the median paired ratio
 official / rcn-jax with its range (also over quiet rounds only when some were loaded), compile
 time, peak resident memory, and the 68 folds x 100 epochs projection.
 
@@ -208,8 +208,11 @@ def _variants(args) -> list[tuple[str, list[str], int]]:
     variants.append((OFFICIAL, ["--worker=torch", *common], 1))
   except ImportError:
     print("torch is not installed: rcn-jax figures only (pip install torch for the baseline)")
+  user_flags = os.environ.get("XLA_FLAGS", "").strip()
   for variant in args.jax_variants.split(","):
     name = "rcn-jax (launch.py defaults)" if variant == "auto" else f"rcn-jax {variant}"
+    if user_flags:
+      name += f" XLA_FLAGS={user_flags}"
     variants.append((name, ["--worker=jax", "--variant", variant, *common], cores))
   return variants
 
@@ -249,6 +252,20 @@ def _report(args, workers: list[Worker], finals: dict[str, tuple[int, float]], q
               f"{len(calm)} rounds)")
       elif not calm:
         print("  no quiet round: every figure above was taken UNDER LOAD")
+
+
+def describe_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """`<model name>, <n> cores, <widest vector ISA>`: the figures depend on the CPU (XLA and PyTorch
+  pick kernels per instruction set), so every report names it."""
+  try:
+    text = Path(cpuinfo).read_text()
+  except OSError:
+    return f"unknown CPU, {os.cpu_count()} cores"
+  fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+  fields = {key.strip(): value.strip() for key, value in fields.items()}
+  flags = set(fields.get("flags", "").split())
+  isa = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "baseline x86-64")
+  return f"{fields.get('model name', 'unknown CPU')}, {os.cpu_count()} cores, {isa}"
 
 
 def _drive(args) -> None:
@@ -298,6 +315,7 @@ def main() -> None:
     return _torch_worker(args)
   if args.quick:
     args.models, args.folds, args.epochs, args.rounds, args.quiet_timeout = "rcn_f", 2, 1, 2, 5.0
+  print(f"CPU: {describe_cpu()}", flush=True)
   for model in args.models.split(","):
     if model not in MODELS:
       parser.error(f"--models: unknown model {model!r}; expected {sorted(MODELS)}")
