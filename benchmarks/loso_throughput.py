@@ -17,9 +17,10 @@ machine: the idle share of all cores over one second, read from /proc/stat, must
 under load. PyTorch's 2-thread OpenMP collapses when another process takes a core (rcn-jax's
 one-thread devices degrade gracefully), so only quiet rounds give the comparison users expect.
 
-Printed first: the CPU (model, cores, widest vector ISA). Printed per model: each round's idle shares and seconds per fold-epoch, the median paired ratio
-official / rcn-jax with its range (also over quiet rounds only when some were loaded), compile
-time, peak resident memory, and the 68 folds x 100 epochs projection.
+Printed first: the CPU (model, cores, widest vector ISA). Printed per model: each round's idle
+shares and seconds per fold-epoch, the median paired ratio official / rcn-jax with its range (also
+over quiet rounds only when some were loaded), compile time, peak resident memory, and the
+68 folds x 100 epochs projection.
 
   python benchmarks/loso_throughput.py            # both models, 8 folds x 2 epochs, 6 rounds (~10 min)
   python benchmarks/loso_throughput.py --quick    # rcn_f, 2 folds x 1 epoch, 2 rounds (~1-2 min)

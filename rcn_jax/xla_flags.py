@@ -1,7 +1,7 @@
 """The XLA flags rcn-jax starts JAX with; XLA reads `XLA_FLAGS` once, when JAX starts.
 
-Entry points (`launch.py`, `python -m rcn_jax.studies`, the throughput and float32-spread benchmarks, the test suite) call
-`apply_defaults` before the first JAX import. A flag the user set in `XLA_FLAGS` always wins.
+Entry points (`launch.py`, `python -m rcn_jax.studies`, the throughput and float32-spread
+benchmarks, the test suite) call `apply_defaults` before the first JAX import. A flag the user set in `XLA_FLAGS` always wins.
 """
 
 from __future__ import annotations

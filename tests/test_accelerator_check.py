@@ -1,19 +1,17 @@
 """benchmarks/accelerator_check.py --quick: every row of the accelerator table runs and holds on the CPU."""
 
-import os
-import pathlib
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from fixtures.loso_runs import ROOT, subprocess_env
+
 ROWS = ("devices", "vmap = loop (float32)", "parity float32", "rcn_f reference 68 folds", "official PyTorch",
         "flow 442 pairs", "search (first order)")
 
 
 def test_quick_accelerator_check_prints_its_table():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator_check.py"), "--quick"],
-                        cwd=ROOT, capture_output=True, text=True, env=env, check=False, timeout=900)
+                        cwd=ROOT, capture_output=True, text=True, env=subprocess_env(2), check=False, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   table = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
            for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| check")}

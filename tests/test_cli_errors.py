@@ -11,14 +11,13 @@ import sys
 import pytest
 
 from fixtures import megc_layouts as layouts
-from fixtures.loso_runs import ROOT
+from fixtures.loso_runs import ROOT, subprocess_env
 from rcn_jax import errors
 
 
 def _run(args: list[str], data_dir, timeout: int = 120) -> subprocess.CompletedProcess:
-  env = dict(os.environ, RCN_JAX_DATA_DIR=str(data_dir), XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=subprocess_env(2, RCN_JAX_DATA_DIR=str(data_dir)),
+                        capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _assert_one_line_error(process: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.loso_runs import FAST_COMPILE_ENV, free_port
+from fixtures.loso_runs import ROOT, free_port, subprocess_env
 from rcn_jax import plots, studies
 
 
@@ -181,12 +181,10 @@ def test_dry_run_lists_the_full_sweeps_and_bad_names_fail(tmp_path, capsys):
 def test_a_study_over_two_processes_matches_one_process(tmp_path):
   """`--coordinator_address/--num_processes/--process_id` as for launch.py: every process trains each
   run together; process 0 alone writes, and the numbers equal a one-process run on as many devices."""
-  root = Path(__file__).resolve().parents[1]
-
   def start(workdir, devices, extra=()):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **FAST_COMPILE_ENV)
     return subprocess.Popen([sys.executable, "-m", "rcn_jax.studies", "--study=pool", "--scale=tiny",
-                             f"--workdir={workdir}", "--workers=1", *extra], cwd=root, env=env,
+                             f"--workdir={workdir}", "--workers=1", *extra], cwd=ROOT,
+                            env=subprocess_env(devices, fast_compile=True),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
   address = f"localhost:{free_port()}"
