@@ -10,7 +10,7 @@ import pytest
 
 from rcn_jax.models import from_torch_state_dict, saved, torch_import
 
-VECTORS = pathlib.Path(__file__).parent / "data" / "reference_vectors"
+VECTORS = pathlib.Path(__file__).parents[1] / "data" / "reference_vectors"
 
 
 def _state_dict(case: str) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ import pytest
 
 from rcn_jax.models import from_torch_state_dict, layers, parity
 
-VECTORS = pathlib.Path(__file__).parent / "data" / "reference_vectors"
+VECTORS = pathlib.Path(__file__).parents[1] / "data" / "reference_vectors"
 CASES = ([f"{name}_fm16_p{pool}" for name in ("RCN_A", "RCN_S", "RCN_W", "RCN_C", "RCN_P", "RCN_F")
           for pool in (5, 7)] + [f"RecNet_{k}_fm16_p5" for k in ("L1", "L2", "L3", "v2")])
 

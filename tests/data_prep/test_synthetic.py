@@ -266,7 +266,7 @@ def test_command_line_names_a_bad_backend(tmp_path, capsys):
   assert not any(tmp_path.iterdir())
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lock_makes_another_process_wait(tmp_path):
