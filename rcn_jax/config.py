@@ -122,6 +122,8 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
 
   config.train = ml_collections.ConfigDict()
   config.train.preset = training
+  config.train.optimizer = "sgd"  # sgd (momentum) or adam (PyTorch's defaults); weight decay coupled as PyTorch's.
+  config.train.shuffle = True  # A fresh sample order every epoch; False: index order (no shuffling).
   config.train.update(TRAINING_PRESETS[training])
   config.seeds = (0,)  # Every fold is trained once per seed; results report each seed and mean/std.
 

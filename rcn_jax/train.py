@@ -43,7 +43,7 @@ def check_config(config: ml_collections.ConfigDict, composite: Composite | None 
   for key in ("batch_size", "num_epochs"):
     if train[key] < 1:
       raise errors.UserError(f"train.{key}={train[key]} must be >= 1")
-  steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay)
+  steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay, train.optimizer)
   if not math.isfinite(train.loss_threshold) or train.loss_threshold < 0:
     raise errors.UserError(f"train.loss_threshold={train.loss_threshold} must be finite and >= 0")
   if not config.seeds or len(set(config.seeds)) != len(config.seeds):

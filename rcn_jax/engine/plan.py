@@ -41,8 +41,8 @@ def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> st
   settings = steps.EpochSettings(
       batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
       max_epochs=train.num_epochs,
-      steps_per_call=config.parallel.steps_per_call)
-  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay)
+      steps_per_call=config.parallel.steps_per_call, shuffle=train.shuffle)
+  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay, train.optimizer)
   return steps.ModelProgram(module, optimizer, settings)
 
 

@@ -59,11 +59,13 @@ class EpochSettings:
       fastest on CPU (no per-step dispatch); fewer steps per call compile faster. Steps are
       unrolled rather than scanned: XLA:CPU runs convolution gradients inside a loop body many
       times slower.
+    shuffle: a fresh sample order every epoch (False: index order, `train.shuffle`).
   """
   batch_size: int
   steps_per_epoch: int
   max_epochs: int
   steps_per_call: int = 0
+  shuffle: bool = True
 
   def __post_init__(self):
     if not 0 <= self.steps_per_call:
@@ -81,8 +83,13 @@ class EpochSettings:
     return -(-self.steps_per_epoch // self.unrolled_steps)
 
 
-def check_optimizer(learning_rate: float, momentum: float, weight_decay: float) -> None:
+OPTIMIZERS = ("sgd", "adam")
+
+
+def check_optimizer(learning_rate: float, momentum: float, weight_decay: float, name: str = "sgd") -> None:
   """Raises a UserError naming the `train.*` key of a setting `make_optimizer` cannot use."""
+  if name not in OPTIMIZERS:
+    raise errors.UserError(f"train.optimizer={name!r}: expected one of {OPTIMIZERS}")
   if not learning_rate > 0:
     raise errors.UserError(f"train.learning_rate={learning_rate} must be positive")
   for key, value in (("momentum", momentum), ("weight_decay", weight_decay)):
@@ -91,16 +98,22 @@ def check_optimizer(learning_rate: float, momentum: float, weight_decay: float) 
 
 
 @functools.lru_cache(maxsize=None)
-def make_optimizer(learning_rate: float, momentum: float, weight_decay: float) -> optax.GradientTransformation:
-  """SGD with momentum and coupled L2 weight decay, as PyTorch's `SGD(weight_decay=...)` applies it.
+def make_optimizer(learning_rate: float, momentum: float, weight_decay: float,
+                   name: str = "sgd") -> optax.GradientTransformation:
+  """PyTorch's `SGD(momentum=...)` or `Adam()` with its coupled L2 weight decay (`weight_decay=...`).
 
-  Cached, so equal settings give the same (hashable) transformation and programs built from equal
-  configs share their compiled code.
+  `sgd`: momentum as PyTorch applies it (v = mu v + g). `adam`: PyTorch's defaults (betas 0.9,
+  0.999, eps 1e-8, bias correction); `momentum` is unused. Weight decay is added to the gradient
+  before either, as PyTorch does. Cached, so equal settings give the same (hashable)
+  transformation and programs built from equal configs share their compiled code.
   """
-  sgd = optax.sgd(learning_rate, momentum=momentum or None)
+  if name == "adam":
+    update = optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+  else:
+    update = optax.sgd(learning_rate, momentum=momentum or None)
   if weight_decay:
-    return optax.chain(optax.add_decayed_weights(weight_decay), sgd)
-  return sgd
+    return optax.chain(optax.add_decayed_weights(weight_decay), update)
+  return update
 
 
 def cut_batches(order, count, batch_size: int, num_steps: int):
@@ -129,8 +142,11 @@ def cut_batches(order, count, batch_size: int, num_steps: int):
 
 
 def epoch_batches(key: jax.Array, train_mask: jax.Array, batch_size: int,
-                  num_steps: int) -> tuple[jax.Array, jax.Array]:
+                  num_steps: int, shuffle: bool = True) -> tuple[jax.Array, jax.Array]:
   """One training epoch's minibatches, inside the program: a fresh permutation of the training samples.
+
+  With `shuffle=False` every epoch takes the training samples in index order (a DataLoader
+  without shuffling, as some published recipes train).
 
   The shapes depend on `num_steps` only, not on the fold, so every fold runs the same program. Only
   indices with `train_mask` set are ever returned, also in padded positions (which repeat the first
@@ -142,12 +158,14 @@ def epoch_batches(key: jax.Array, train_mask: jax.Array, batch_size: int,
     train_mask: `[N]` bool, the samples this model trains on.
     batch_size: B.
     num_steps: S; `S * B` must cover the training set.
+    shuffle: a random order per epoch (True) or the index order.
 
   Returns:
     indices `[S, B]` int32 and valid `[S, B]` bool.
   """
   num_samples = train_mask.shape[0]
-  scores = jnp.where(train_mask, jax.random.uniform(key, (num_samples,)), 2.0)
+  ranks = jax.random.uniform(key, (num_samples,)) if shuffle else jnp.linspace(0.0, 1.0, num_samples)
+  scores = jnp.where(train_mask, ranks, 2.0)
   order = jnp.argsort(scores).astype(jnp.int32)
   return cut_batches(order, train_mask.sum(), batch_size, num_steps)
 
@@ -235,7 +253,7 @@ class ModelProgram:
     padded_steps = per_call * settings.calls_per_epoch
     train_mask = slot.train_mask
     order_key, dropout_key = jax.random.split(jax.random.fold_in(slot.key, epoch))
-    indices, valid = epoch_batches(order_key, train_mask, settings.batch_size, padded_steps)
+    indices, valid = epoch_batches(order_key, train_mask, settings.batch_size, padded_steps, settings.shuffle)
     dropout_keys = jax.random.split(dropout_key, padded_steps)
     first = call * per_call
     indices, valid, dropout_keys = (jax.lax.dynamic_slice_in_dim(a, first, per_call)

@@ -44,3 +44,35 @@ def test_optimizer_settings_are_checked_by_name():
                         ((0.01, 0.9, float("nan")), "train.weight_decay=nan")):
     with pytest.raises(errors.UserError, match=message):
       steps.check_optimizer(*args)
+
+
+def test_unshuffled_epochs_take_the_training_samples_in_index_order(official):
+  subjects, datasets = official
+  fold = folds.make_folds(subjects, datasets)[3]
+  train_mask = np.zeros(442, bool)
+  train_mask[fold.train_indices] = True
+  num_steps = -(-len(fold.train_indices) // 256)
+  batches = [jax.jit(steps.epoch_batches, static_argnums=(2, 3, 4))(jax.random.PRNGKey(epoch), train_mask, 256,
+                                                                    num_steps, False)
+             for epoch in range(2)]
+  for indices, valid in batches:
+    assert np.asarray(indices)[np.asarray(valid)].tolist() == fold.train_indices.tolist()
+
+
+def test_adam_follows_pytorch_adam_with_coupled_weight_decay():
+  """Two steps of PyTorch's Adam update (L2 added to the gradient, bias-corrected moments), in float64."""
+  lr, wd, b1, b2, eps = 1e-2, 0.1, 0.9, 0.999, 1e-8
+  with jax.enable_x64(True):
+    optimizer = steps.make_optimizer(lr, 0.9, wd, "adam")
+    params = {"w": jax.numpy.asarray([0.5, -1.0, 2.0])}
+    state = optimizer.init(params)
+    expected, m, v = np.asarray([0.5, -1.0, 2.0]), np.zeros(3), np.zeros(3)
+    for t, grad in enumerate((np.asarray([0.1, -0.2, 0.3]), np.asarray([-0.4, 0.05, 0.2])), start=1):
+      updates, state = optimizer.update({"w": jax.numpy.asarray(grad)}, state, params)
+      params = {"w": params["w"] + updates["w"]}
+      g = grad + wd * expected
+      m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+      expected = expected - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    np.testing.assert_allclose(np.asarray(params["w"]), expected, rtol=1e-12)
+  with pytest.raises(errors.UserError, match="train.optimizer='rmsprop'"):
+    steps.check_optimizer(0.01, 0.9, 0.0, "rmsprop")
