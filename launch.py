@@ -139,7 +139,7 @@ def run(argv: list[str]) -> None:
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments {argv[1:]}; config values go as --config.KEY=VALUE")
   import jax  # pylint: disable=g-import-not-at-top
-  from rcn_jax import train  # pylint: disable=g-import-not-at-top
+  from rcn_jax import train, validation  # pylint: disable=g-import-not-at-top
   from rcn_jax.engine import multihost
 
   if _DISTRIBUTED.value or any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
@@ -148,8 +148,7 @@ def run(argv: list[str]) -> None:
   is_search = "search" in config  # configs/search.py: an architecture search, not a LOSO run
   if is_search and jax.process_count() > 1:
     raise errors.UserError("the architecture search runs in one process; drop the distributed flags")
-  if not is_search:
-    train.check_config(config)  # before anything slow: the data, the compilation
+  validation.validate(config)  # once, before anything slow: the data, the compilation
 
   if _XLA_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _XLA_CACHE.value)
@@ -159,9 +158,9 @@ def run(argv: list[str]) -> None:
         f" (process {jax.process_index()} of {jax.process_count()})", file=sys.stderr)
   if is_search:
     from rcn_jax.search import loop as search  # pylint: disable=g-import-not-at-top
-    search.run_search(config, workdir)
+    search.run_search(config, workdir, validated=True)
   else:
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir, validated=True)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def _jax_worker(args) -> None:
   sys.path.insert(0, str(ROOT))
   from rcn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from rcn_jax import folds  # pylint: disable=g-import-not-at-top
-  from rcn_jax.engine import plan, steps, strategies  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine import plan, strategies  # pylint: disable=g-import-not-at-top
+  from rcn_jax.engine.program import Data, SlotTables
 
   run_folds, inputs, labels = _folds_and_data(args.folds)
   features, pool = MODELS[args.model]
@@ -87,8 +88,8 @@ def _jax_worker(args) -> None:
   init_keys, train_keys = plan.model_keys(layout)
   test_indices, _ = layout.test_table()
   executor = strategies.make_executor(
-      strategy, program, devices, tables=steps.SlotTables(train_keys, layout.train_mask(len(labels)), test_indices),
-      data=steps.Data(inputs, labels), models_per_call=per_call)
+      strategy, program, devices, tables=SlotTables(train_keys, layout.train_mask(len(labels)), test_indices),
+      data=Data(inputs, labels), models_per_call=per_call)
   started = time.perf_counter()
   state = jax.block_until_ready(executor.train_epoch(executor.init(init_keys), 0))
   compile_s = time.perf_counter() - started
@@ -104,7 +105,7 @@ def _jax_worker(args) -> None:
       epoch += 1
     jax.block_until_ready(state)
     print(f"time {time.perf_counter() - started:.6f}", flush=True)
-  losses = np.asarray(jax.device_get(state["loss_history"]))
+  losses = np.asarray(jax.device_get(state.loss_history))
   print(f"done {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} {np.nanmean(losses[:len(run_folds)]):.4f}",
         flush=True)
 

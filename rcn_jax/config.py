@@ -108,6 +108,8 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
   config.model.reference_quirks = False  # Official-code quirks (parity and imported weights only).
   config.model.pytorch_bn = True  # PyTorch's unbiased running variance, as the official training.
   config.model.steps = ml_collections.FieldReference(None, field_type=int)  # None: the layer's default.
+  config.model.input_order = "rgb"  # Channel order the model reads: rgb (u, v, strain) or bgr (strain, v, u).
+  config.model.input_scale = 1.0  # Multiplies the [0, 1] input (255.0: raw 8-bit values, as OpenCV reads a PNG).
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"  # `synthetic` (built in) or `megc2019` (built by data_prep).
@@ -126,6 +128,12 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
   config.train.shuffle = True  # A fresh sample order every epoch; False: index order (no shuffling).
   config.train.update(TRAINING_PRESETS[training])
   config.seeds = (0,)  # Every fold is trained once per seed; results report each seed and mean/std.
+
+  # Imported initial weights (official PyTorch state dicts through the model's importer); with
+  # train.num_epochs=0 a run evaluates them unchanged (`rcn_jax.engine.initial`).
+  config.init = ml_collections.ConfigDict()
+  config.init.weights = ml_collections.FieldReference(None, field_type=str)  # One file for every fold.
+  config.init.per_fold = ml_collections.FieldReference(None, field_type=str)  # A folder of <subject>.npz/.pth.
 
   config.parallel = ml_collections.ConfigDict()
   config.parallel.strategy = "auto"  # auto, vmap (accelerators), shard_map or loop (CPU).

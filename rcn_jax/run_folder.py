@@ -3,6 +3,8 @@
 What `rcn_jax.train.train_and_evaluate(config, workdir)` leaves in `workdir`:
 
   config.json             the run's config; it claims the folder (another config is refused)
+  layout.json             what each model slot holds: fold, seed, architecture, checkpoint folder,
+                          and the program groups (one per architecture); written before training
   checkpoints/            the stacked training state, one orbax checkpoint per saved epoch
   tensorboard/            per-epoch training scalars and the test scores
   architecture_<i>/       checkpoints/ and tensorboard/ of one architecture's folds (per-fold selection)
@@ -14,7 +16,7 @@ What `rcn_jax.train.train_and_evaluate(config, workdir)` leaves in `workdir`:
 
 and what the studies and the analysis add: `composite.npz` (in-memory samples and their apex
 frames), `cams.png`, `learning_curves.png`, `report.md`, `report.html`. The fold models are
-restored from `checkpoints/` by `rcn_jax.analysis.trained_run.load_run`.
+restored from the checkpoint folders `layout.json` names by `rcn_jax.analysis.trained_run.load_run`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from rcn_jax.data import Composite, load_configured
 from rcn_jax.engine import multihost
 
 CONFIG = "config.json"
+LAYOUT = "layout.json"
+LAYOUT_FORMAT = 1
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
@@ -53,9 +57,56 @@ def confusion_png(scope: str) -> str:
   return f"confusion_{scope}.png"
 
 
-def architecture_dir(workdir: str, index: int) -> str:
-  """The sub-run folder of the `index`-th architecture of a per-fold selection (`rcn_jax.selection`)."""
-  return os.path.join(workdir, f"architecture_{index}")
+def group_folder(index: int, num_groups: int) -> str:
+  """The folder, relative to the run folder, of program group `index` of `num_groups`: the run folder
+  itself for a run of one architecture, `architecture_<index>` for each of a per-fold selection's."""
+  return "" if num_groups == 1 else f"architecture_{index}"
+
+
+def write_layout(workdir: str, groups: Sequence[Mapping[str, Any]]) -> None:
+  """`layout.json` from the program groups of a run (`rcn_jax.engine.plan.Plan.layout_group`).
+
+  Each group gives `architecture`, `slots` (its stacked models, padding included) and `models`:
+  `(fold, seed)` of its real slots in slot order. The file lists the groups (with their folder
+  and checkpoint folder) and every model with its group, slot, fold, seed and architecture.
+  """
+  entries, models = [], []
+  for index, group in enumerate(groups):
+    folder = group_folder(index, len(groups))
+    entries.append({"architecture": group["architecture"], "folder": folder,
+                    "checkpoints": os.path.join(folder, CHECKPOINTS), "slots": int(group["slots"]),
+                    "folds": list(dict.fromkeys(fold for fold, _ in group["models"]))})
+    models += [{"group": index, "slot": slot, "fold": fold, "seed": int(seed), "architecture": group["architecture"],
+                "checkpoints": os.path.join(folder, CHECKPOINTS)}
+               for slot, (fold, seed) in enumerate(group["models"])]
+  write_json(os.path.join(workdir, LAYOUT), {"format": LAYOUT_FORMAT, "groups": entries, "models": models},
+             strict=True)
+
+
+def read_layout(workdir: str | os.PathLike) -> dict[str, Any]:
+  """The run's `layout.json`; a run of an earlier release (without it) is read from its old files once:
+  the `FOLD@SEED` header of `train_loss.csv` and the slot count of `results.json` (one program)."""
+  workdir = Path(workdir)
+  path = workdir / LAYOUT
+  if path.is_file():
+    layout = read_json(path)
+    if layout.get("format") != LAYOUT_FORMAT:
+      raise errors.UserError(f"{path}: layout format {layout.get('format')!r}, this release reads {LAYOUT_FORMAT}")
+    return layout
+  results = read_results(workdir)
+  if not (workdir / TRAIN_LOSS).is_file() or len(results.get("selection", {}).get("architectures", {})) > 1:
+    raise errors.UserError(f"{workdir}: no {LAYOUT} (a run of an earlier release); run the same config again "
+                           "in a new --workdir to open it")
+  names = _legacy_model_names(workdir)
+  architecture = results["config"]["model"]["preset"]
+  slots = int(results.get("execution", {}).get("slots", len(names)))
+  if slots < len(names):
+    raise errors.UserError(f"{workdir / RESULTS}: {slots} slots for {len(names)} models")
+  return {"format": LAYOUT_FORMAT,
+          "groups": [{"architecture": architecture, "folder": "", "checkpoints": CHECKPOINTS, "slots": slots,
+                      "folds": list(dict.fromkeys(fold for fold, _ in names))}],
+          "models": [{"group": 0, "slot": slot, "fold": fold, "seed": seed, "architecture": architecture,
+                      "checkpoints": CHECKPOINTS} for slot, (fold, seed) in enumerate(names)]}
 
 
 def write_json(path: str, payload: Mapping[str, Any], *, strict: bool = False) -> None:
@@ -195,8 +246,8 @@ def read_train_losses(workdir: str | os.PathLike) -> tuple[list[str], np.ndarray
   return names, losses
 
 
-def read_model_names(workdir: str | os.PathLike) -> list[tuple[str, int]]:
-  """(fold, seed) of each model slot, from the header of the run's `train_loss.csv`."""
+def _legacy_model_names(workdir: Path) -> list[tuple[str, int]]:
+  """(fold, seed) of each model, from the header of `train_loss.csv` (runs without `layout.json`)."""
   names = []
   for column in read_train_losses(workdir)[0]:
     fold, separator, seed = column.rpartition("@")

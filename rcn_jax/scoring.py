@@ -55,6 +55,16 @@ def gather_predictions(layout: ModelLayout, probabilities: np.ndarray, test_indi
                      probabilities=np.stack([r[3] for r in rows]).astype(np.float64))
 
 
+def merge_predictions(parts: Sequence[Predictions], seeds: Sequence[int]) -> Predictions:
+  """The rows of every program group of a run in `Predictions`' order: seed-major, samples ascending."""
+  if len(parts) == 1:
+    return parts[0]
+  merged = {name: np.concatenate([getattr(p, name) for p in parts])
+            for name in ("seeds", "folds", "sample_indices", "probabilities")}
+  order = np.lexsort((merged["sample_indices"], [list(seeds).index(s) for s in merged["seeds"]]))
+  return Predictions(**{name: values[order] for name, values in merged.items()})
+
+
 def summarize(composite: Composite, predictions: Predictions, class_names: Sequence[str], *,
               bootstrap_resamples: int, confidence: float) -> dict[str, Any]:
   """Pooled scores of every seed and scope, their mean and std, and subject-bootstrap intervals.

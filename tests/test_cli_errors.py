@@ -105,3 +105,13 @@ def test_run_main_reports_user_errors_and_lets_bugs_through(capsys):
 
   with pytest.raises(ValueError, match="shapes"):
     errors.run_main(bug)
+
+
+def test_bad_search_setting_is_one_line_before_the_data_loads(tmp_path):
+  _assert_one_line_error(_launch(tmp_path, "--config.search.arch_learning_rate=-1", config="configs/search.py:smoke"),
+                         "search.arch_learning_rate=-1")
+
+
+def test_per_fold_weights_folder_that_is_missing_is_named(tmp_path):
+  _assert_one_line_error(_launch(tmp_path, f"--config.init.per_fold={tmp_path / 'nowhere'}"),
+                         "init.per_fold=", "not a folder")

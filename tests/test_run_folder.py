@@ -17,12 +17,38 @@ def _composite() -> Composite:
                    datasets=np.array(["smic", "smic", "samm", "samm"]), samples=np.array(["x0", "x1", "x2", "x3"]))
 
 
-def test_model_names_come_from_the_loss_table_header(tmp_path):
+def test_layout_names_every_slot_and_its_checkpoint_folder(tmp_path):
+  groups = [{"architecture": "rcn_a", "slots": 4, "models": [("casme2/sub01", 0), ("smic/s01", 0), ("casme2/sub01", 1)]},
+            {"architecture": "rcn_s", "slots": 2, "models": [("samm/006", 0)]}]
+  run_folder.write_layout(str(tmp_path), groups)
+  layout = run_folder.read_layout(tmp_path)
+  assert [(g["architecture"], g["slots"], g["checkpoints"], g["folds"]) for g in layout["groups"]] == [
+      ("rcn_a", 4, "architecture_0/checkpoints", ["casme2/sub01", "smic/s01"]),
+      ("rcn_s", 2, "architecture_1/checkpoints", ["samm/006"])]
+  assert [(m["group"], m["slot"], m["fold"], m["seed"], m["architecture"]) for m in layout["models"]] == [
+      (0, 0, "casme2/sub01", 0, "rcn_a"), (0, 1, "smic/s01", 0, "rcn_a"), (0, 2, "casme2/sub01", 1, "rcn_a"),
+      (1, 0, "samm/006", 0, "rcn_s")]
+  run_folder.write_layout(str(tmp_path), groups[:1])  # one program: the run folder itself
+  assert run_folder.read_layout(tmp_path)["groups"][0]["checkpoints"] == "checkpoints"
+
+
+def test_a_run_of_an_earlier_release_is_laid_out_from_its_loss_table_once(tmp_path):
+  """Without `layout.json`: the `FOLD@SEED` header and the slot count of `results.json` (one program)."""
+  results = {"config": {"model": {"preset": "rcn_f"}}, "execution": {"slots": 4},
+             "selection": {"architectures": {"rcn_f": ["casme2/sub01", "smic/s01"]}}}
+  (tmp_path / "results.json").write_text(json.dumps(results))
   (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01@0,smic/s01@0,casme2/sub01@1\n1,0.9,0.8,0.7\n")
-  assert run_folder.read_model_names(tmp_path) == [("casme2/sub01", 0), ("smic/s01", 0), ("casme2/sub01", 1)]
+  layout = run_folder.read_layout(tmp_path)
+  assert layout["groups"] == [{"architecture": "rcn_f", "folder": "", "checkpoints": "checkpoints", "slots": 4,
+                               "folds": ["casme2/sub01", "smic/s01"]}]
+  assert [(m["fold"], m["seed"], m["slot"]) for m in layout["models"]] == [
+      ("casme2/sub01", 0, 0), ("smic/s01", 0, 1), ("casme2/sub01", 1, 2)]
   (tmp_path / "train_loss.csv").write_text("epoch,casme2/sub01\n")
-  with pytest.raises(ValueError, match="column 'casme2/sub01' is not FOLD@SEED"):
-    run_folder.read_model_names(tmp_path)
+  with pytest.raises(errors.UserError, match="column 'casme2/sub01' is not FOLD@SEED"):
+    run_folder.read_layout(tmp_path)
+  (tmp_path / "train_loss.csv").unlink()
+  with pytest.raises(errors.UserError, match="no layout.json .* run the same config again"):
+    run_folder.read_layout(tmp_path)
 
 
 def test_learning_curves_read_stopped_models_as_gaps(tmp_path):

@@ -201,7 +201,8 @@ def write_run_cams(run: TrainedRun | str, path: str | None = None, *, composite:
       raise errors.UserError(f"{run.workdir}: predicted sample {'/'.join(key)} is not in the run's composite")
     index = index_of[key]
     model = run.select(row["fold"], [int(row["seed"])])[0]
-    activations = class_activation_maps(run.module, run.model_variables(model), composite.flows[index:index + 1])
+    activations = class_activation_maps(run.module_of(model), run.model_variables(model),
+                                          run.model_input(model, composite.flows[index:index + 1]))
     predicted = int(np.argmax(activations.logits[0]))
     apex = apex_frames[index]
     if apex is None and run.config["data"]["name"] == "synthetic":
@@ -235,7 +236,7 @@ def write_pair_cams(path: str, run: TrainedRun, pair: FramePair, inputs: np.ndar
   """
   maps, probabilities = [], []
   for index in (model.slot for model in models):
-    activations = class_activation_maps(run.module, run.model_variables(index), inputs)
+    activations = class_activation_maps(run.module_of(index), run.model_variables(index), run.model_input(index, inputs))
     probabilities.append(activations.probabilities[0])
     maps.append(activations.maps[0])
   mean_probabilities = np.mean(probabilities, axis=0)
@@ -274,7 +275,8 @@ def comparison_grid(path: str, cells: Sequence[Sequence[tuple[TrainedRun, Compos
       run, composite, index = cell
       held_out = f"{composite.datasets[index]}/{composite.subjects[index]}"
       model = run.select(held_out, [run.models[0].seed])[0]
-      activations = class_activation_maps(run.module, run.model_variables(model), composite.flows[index:index + 1])
+      activations = class_activation_maps(run.module_of(model), run.model_variables(model),
+                                          run.model_input(model, composite.flows[index:index + 1]))
       predicted = int(np.argmax(activations.logits[0]))
       background = apex_frame if apex_frame is not None else flow_image(composite.flows[index])
       panels.append(plots.ImagePanel(background, f"predicted {run.class_names[predicted]}",

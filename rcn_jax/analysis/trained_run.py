@@ -1,9 +1,10 @@
 """A finished run's fold models, restored from the newest checkpoint of its run folder.
 
-`load_run(workdir)` rebuilds the run's per-model program from its `config.json` and restores the
-checkpoint into the engine's abstract state of its slots (`strategies.abstract_state`) on one
-device, so the same slots come back whatever devices trained the run. `TrainedRun` scores inputs through the
-engine's `ModelProgram.predict`; `rcn_jax.analysis.predict`, `cam`, `report` and the studies use it.
+`load_run(workdir)` reads the run's `layout.json` (`rcn_jax.run_folder`: each model's fold, seed,
+architecture and checkpoint folder), rebuilds each program group's per-model program from
+`config.json` and restores its checkpoint into the engine's abstract state of its slots
+(`strategies.abstract_state`) on one device, so the same slots come back whatever devices trained the run. `TrainedRun`
+scores inputs through the engine's `ModelProgram.predict`; `rcn_jax.analysis.predict`, `cam`, `report` and the studies use it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import ml_collections
 import numpy as np
 
 from rcn_jax import errors, run_folder, sample_list
-from rcn_jax.engine import checkpoint, plan, steps, strategies
+from rcn_jax.engine import checkpoint, plan, strategies
+from rcn_jax.engine.program import ModelProgram, model_input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,40 +30,52 @@ class FoldModel:
   """One trained model of a run.
 
   Attributes:
-    slot: its index on the run's stacked model axis.
+    slot: its index over the run's models (`layout.json` order: group by group).
     fold: the fold name, `dataset/subject` (LOSO) or `dataset` (leave-one-dataset-out).
     seed: the run seed it was trained with.
+    architecture: its model preset (one per program group; several in a per-fold run).
   """
   slot: int
   fold: str
   seed: int
+  architecture: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
-  """A finished run's fold models, restored from its last checkpoint.
+  """A finished run's fold models, restored from the last checkpoint of each of its program groups.
 
   Attributes:
     workdir: the run folder.
     config: the run's `config.json`.
     results: the run's `results.json`.
-    program: the engine's per-model program every fold model shares.
-    variables: `{params, batch_stats}` with a leading `[models]` axis, in `models` order.
-    models: the fold models.
-    epoch: the checkpoint's epoch count.
+    programs: the engine's per-model program of each group (one architecture each).
+    variables: per group, `{params, batch_stats}` with a leading axis over the group's models.
+    models: the fold models, in layout order.
+    group_of: per model, `(group, index within the group)`.
+    epoch: the checkpoint's epoch count (of the first group; all groups train the same epochs).
   """
   workdir: str
   config: Mapping[str, Any]
   results: Mapping[str, Any]
-  program: steps.ModelProgram
-  variables: Mapping[str, Any]
+  programs: tuple[ModelProgram, ...]
+  variables: tuple[Mapping[str, Any], ...]
   models: tuple[FoldModel, ...]
+  group_of: tuple[tuple[int, int], ...]
   epoch: int
 
-  @property
-  def module(self) -> Any:
-    """The flax module of every fold model."""
-    return self.program.module
+  def program_of(self, index: int) -> ModelProgram:
+    """The program (module, input convention) of model `index`."""
+    return self.programs[self.group_of[index][0]]
+
+  def module_of(self, index: int) -> Any:
+    """The flax module of model `index`."""
+    return self.program_of(index).module
+
+  def model_input(self, index: int, inputs: np.ndarray) -> np.ndarray:
+    """Inputs `[N, r, r, 3]` (u, v, strain in [0, 1]) as model `index` reads them (`model.input_*`)."""
+    program = self.program_of(index)
+    return model_input(np.asarray(inputs, np.float32), program.input_order, program.input_scale)
 
   @property
   def resolution(self) -> int:
@@ -82,7 +96,8 @@ class TrainedRun:
 
   def model_variables(self, index: int) -> dict[str, Any]:
     """The variables of model `index` (no leading axis)."""
-    return jax.tree.map(lambda leaf: leaf[index], dict(self.variables))
+    group, position = self.group_of[index]
+    return jax.tree.map(lambda leaf: leaf[position], dict(self.variables[group]))
 
   def select(self, held_out: str | None = None, seeds: Sequence[int] | None = None) -> list[int]:
     """Indices of the models whose fold tested `held_out` (all folds when None), of `seeds`."""
@@ -101,22 +116,23 @@ class TrainedRun:
     if inputs.ndim != 4 or inputs.shape[1:] != expected:
       raise errors.UserError(f"inputs have shape {inputs.shape}; the run's models take [N, {expected[0]}, "
                              f"{expected[1]}, 3]")
-    predict = _predict_program(self.program)
     every_input = np.arange(len(inputs), dtype=np.int32)
     indices = range(len(self.models)) if indices is None else indices
-    return np.stack([np.asarray(predict(self.model_variables(i), inputs, every_input)) for i in indices])
+    return np.stack([np.asarray(_predict_program(self.program_of(i))(self.model_variables(i), inputs, every_input))
+                     for i in indices])
 
 
 @functools.lru_cache(maxsize=None)
-def _predict_program(program: steps.ModelProgram):
+def _predict_program(program: ModelProgram):
   return jax.jit(program.predict)
 
 
 def load_run(workdir: str | os.PathLike) -> TrainedRun:
-  """Restores every fold model of a finished run from its newest checkpoint.
+  """Restores every fold model of a finished run from the newest checkpoint of each program group.
 
   Args:
-    workdir: a run folder written by `rcn_jax.train.train_and_evaluate` (`launch.py`).
+    workdir: a run folder written by `rcn_jax.train.train_and_evaluate` (`launch.py`); its
+      `layout.json` says which fold, seed and architecture each model is and where its checkpoint is.
 
   Returns:
     The run; missing files or a checkpoint that does not fit the config raise naming the file.
@@ -124,22 +140,31 @@ def load_run(workdir: str | os.PathLike) -> TrainedRun:
   workdir = Path(workdir)
   config_dict = run_folder.read_config(workdir)
   results = run_folder.read_results(workdir)
-  names = run_folder.read_model_names(workdir)
-  slots = int(results.get("execution", {}).get("slots", len(names)))
-  if slots < len(names):
-    raise errors.UserError(f"{workdir / run_folder.RESULTS}: {slots} slots for {len(names)} models")
-  program = plan.create_program(ml_collections.ConfigDict(config_dict), 1)
+  layout = run_folder.read_layout(workdir)
   resolution = int(config_dict["data"]["resolution"])
   one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  store = checkpoint.Checkpoints(str(workdir / run_folder.CHECKPOINTS))
-  try:
-    if store.latest_epoch() is None:
-      raise errors.MissingInput(f"{workdir / run_folder.CHECKPOINTS}: no checkpoint")
-    epoch, state = store.restore(strategies.abstract_state(program, slots, (resolution, resolution, 3), one_device))
-  finally:
-    store.close()
-  count = len(names)
-  variables = {"params": jax.tree.map(lambda leaf: leaf[:count], state["params"]),
-               "batch_stats": jax.tree.map(lambda leaf: leaf[:count], state["batch_stats"])}
-  models = tuple(FoldModel(slot, fold, seed) for slot, (fold, seed) in enumerate(names))
-  return TrainedRun(str(workdir), config_dict, results, program, variables, models, int(epoch))
+  programs, variables, epochs = [], [], []
+  for group in layout["groups"]:
+    group_config = ml_collections.ConfigDict(config_dict)
+    with group_config.unlocked():
+      group_config.model.preset = group["architecture"]
+    program = plan.create_program(group_config, 1)
+    directory = workdir / group["checkpoints"]
+    store = checkpoint.Checkpoints(str(directory))
+    try:
+      if store.latest_epoch() is None:
+        raise errors.MissingInput(f"{directory}: no checkpoint")
+      epoch, state = store.restore(strategies.abstract_state(program, group["slots"], (resolution, resolution, 3),
+                                                             one_device))
+    finally:
+      store.close()
+    count = sum(1 for model in layout["models"] if model["group"] == len(programs))
+    programs.append(program)
+    variables.append(jax.tree.map(lambda leaf, count=count: leaf[:count], state.variables))
+    epochs.append(int(epoch))
+  models, group_of = [], []
+  for index, model in enumerate(layout["models"]):
+    models.append(FoldModel(index, model["fold"], int(model["seed"]), model["architecture"]))
+    group_of.append((model["group"], model["slot"]))
+  return TrainedRun(str(workdir), config_dict, results, tuple(programs), tuple(variables), tuple(models),
+                    tuple(group_of), epochs[0])

@@ -1,9 +1,11 @@
-"""What a run trains, from its config and data: the program, the folds, their slots and the executor.
+"""What a run trains, from its config and data: the programs, the folds, their slots and the executors.
 
-`plan_run(config, composite)` is the one place a config becomes an executor: `rcn_jax.train` trains
-with it; loading a trained run rebuilds its program (`create_program`) and restores the checkpoint
-into `strategies.abstract_state`. A model's keys depend on its seed and fold only (`model_keys`), so every layout,
-strategy and device count trains the same models.
+`plan_groups(config, composite)` is the one place a config becomes executors: one `Plan` per
+architecture (a single one, or one per group of folds of a per-fold selection, `rcn_jax.selection`),
+the protocol's folds computed once. `rcn_jax.train` trains them; loading a trained run rebuilds a
+group's program (`create_program`) and restores its checkpoint into `strategies.abstract_state`.
+A model's keys depend on its seed and fold only (`model_keys`), so every layout, strategy and
+device count trains the same models.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ import numpy as np
 
 from rcn_jax import errors, folds, models, sample_list, selection
 from rcn_jax.data import Composite
-from rcn_jax.engine import steps, strategies
+from rcn_jax.engine import initial, strategies
+from rcn_jax.engine.program import Data, EpochSettings, ModelProgram, SlotTables, make_optimizer
 
 
-def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> steps.ModelProgram:
+INPUT_ORDERS = ("rgb", "bgr")
+
+
+def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> ModelProgram:
   """The model, optimiser and epoch settings a config describes.
 
   Args:
@@ -38,12 +44,12 @@ def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> st
       reference_quirks=config.model.reference_quirks, pytorch_bn=config.model.pytorch_bn,
       steps=config.model.steps)
   train = config.train
-  settings = steps.EpochSettings(
-      batch_size=train.batch_size, steps_per_epoch=math.ceil(max_train_size / train.batch_size),
+  settings = EpochSettings(
+      batch_size=train.batch_size, steps_per_epoch=max(math.ceil(max_train_size / train.batch_size), 1),
       max_epochs=train.num_epochs,
       steps_per_call=config.parallel.steps_per_call, shuffle=train.shuffle)
-  optimizer = steps.make_optimizer(train.learning_rate, train.momentum, train.weight_decay, train.optimizer)
-  return steps.ModelProgram(module, optimizer, settings)
+  optimizer = make_optimizer(train.learning_rate, train.momentum, train.weight_decay, train.optimizer)
+  return ModelProgram(module, optimizer, settings, config.model.input_order, float(config.model.input_scale))
 
 
 def check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> None:
@@ -58,20 +64,28 @@ def check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> Non
     raise errors.UserError(f"model.dropout_rate={model.dropout_rate} must be in [0, 1)")
   if model.steps is not None and model.steps < 1:
     raise errors.UserError(f"model.steps={model.steps} must be >= 1 (or None for the layer's default)")
+  if model.input_order not in INPUT_ORDERS:
+    raise errors.UserError(f"model.input_order={model.input_order!r}: expected one of {INPUT_ORDERS}")
+  if not (math.isfinite(model.input_scale) and model.input_scale > 0):
+    raise errors.UserError(f"model.input_scale={model.input_scale} must be finite and positive")
   selection.provenance(config)
   for architecture in sorted({model.preset, *selection.fold_architectures(config).values()}):
     architecture_config = copy.deepcopy(config)
     with architecture_config.unlocked():
       architecture_config.model.preset = architecture
-    program = create_program(architecture_config, max_train_size=config.train.batch_size)
     try:
-      jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, *size, 3), np.float32))
+      trace_model(create_program(architecture_config, max_train_size=config.train.batch_size), size)
     except (TypeError, ValueError) as error:
       if isinstance(error, errors.UserError):
         raise
       raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
                              f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px: "
                              f"{errors.one_line(error)}") from error
+
+
+def trace_model(program: ModelProgram, size: tuple[int, int]) -> Any:
+  """The abstract variables of `program`'s model on one input of `size` (traced, not compiled)."""
+  return jax.eval_shape(program.module.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, *size, 3), np.float32))
 
 
 def model_keys(layout: folds.ModelLayout) -> tuple[np.ndarray, np.ndarray]:
@@ -97,33 +111,53 @@ def protocol_folds(config: ml_collections.ConfigDict, composite: Composite) -> l
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What a run trains: the folds, their layout on the devices and the executor that runs them.
+  """What one program trains: its architecture, folds, their layout on the devices and the executor.
 
   Attributes:
+    architecture: the model preset of every slot.
     folds: the folds trained.
     layout: which (fold, seed) each slot trains.
     executor: runs every slot.
     init_keys: `[slots, 2]` initialisation keys.
+    start_variables: per slot, imported `{params, batch_stats}` to start from (`init.*`), or None.
     test_indices: `[slots, T]` int32 each slot's test samples (padded).
     test_valid: `[slots, T]` bool, which entries of `test_indices` are real.
     execution: how it runs (strategy, devices, models per call, models, slots), for the results.
   """
+  architecture: str
   folds: list[folds.Fold]
   layout: folds.ModelLayout
   executor: strategies.Executor
   init_keys: np.ndarray
+  start_variables: list[Any] | None
   test_indices: np.ndarray
   test_valid: np.ndarray
   execution: dict[str, Any]
 
+  def init_state(self):
+    """The stacked initial state: each slot from its imported weights or its key."""
+    return self.executor.init(self.init_keys, self.start_variables)
+
+  def model_names(self) -> list[tuple[str, int]]:
+    """(fold, seed) of each real slot, in slot order."""
+    layout = self.layout
+    return [(layout.folds[layout.fold_of_slot[m]].name, int(layout.seed_of_slot[m]))
+            for m in range(layout.num_models)]
+
+  def layout_group(self) -> dict[str, Any]:
+    """This program's entry of the run's `layout.json` (`rcn_jax.run_folder.write_layout`)."""
+    return {"architecture": self.architecture, "slots": self.layout.num_slots, "models": self.model_names()}
+
 
 def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: list[jax.Device] | None = None,
-             fold_names: tuple[str, ...] | None = None) -> Plan:
-  """The folds, layout and executor of a config's run on `composite` (over `devices`, default all).
+             fold_names: tuple[str, ...] | None = None, run_folds: list[folds.Fold] | None = None) -> Plan:
+  """The folds, layout and executor of one program of a config's run on `composite` (over `devices`,
+  default all).
 
-  `fold_names` keeps only those folds: one architecture's folds of a per-fold run (`rcn_jax.selection`).
+  `run_folds` are the protocol's folds when already computed; `fold_names` keeps only those folds
+  (one architecture's folds of a per-fold run, `rcn_jax.selection`).
   """
-  run_folds = protocol_folds(config, composite)
+  run_folds = protocol_folds(config, composite) if run_folds is None else run_folds
   if fold_names is not None:
     run_folds = [fold for fold in run_folds if fold.name in fold_names]
   devices = jax.devices() if devices is None else devices
@@ -137,10 +171,25 @@ def plan_run(config: ml_collections.ConfigDict, composite: Composite, devices: l
   program = create_program(config, max(len(f.train_indices) for f in run_folds))
   init_keys, train_keys = model_keys(layout)
   executor = strategies.make_executor(
-      strategy, program, devices, tables=steps.SlotTables(train_keys, train_mask, test_indices),
-      data=steps.Data(composite.flows, composite.labels), models_per_call=per_call,
+      strategy, program, devices, tables=SlotTables(train_keys, train_mask, test_indices),
+      data=Data(composite.flows, composite.labels), models_per_call=per_call,
       loss_threshold=config.train.loss_threshold or float("-inf"))
+  expected = executor.abstract_state().variables
+  one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), expected)
+  start = initial.start_variables(config, layout, one_model)
   execution = {"strategy": strategy, "devices": [str(d) for d in executor.mesh.devices.flat],
                "models_per_call": executor.models_per_call, "models": layout.num_models,
                "slots": layout.num_slots}
-  return Plan(run_folds, layout, executor, init_keys, test_indices, test_valid, execution)
+  return Plan(config.model.preset, run_folds, layout, executor, init_keys, start, test_indices, test_valid,
+              execution)
+
+
+def plan_groups(config: ml_collections.ConfigDict, composite: Composite,
+                devices: list[jax.Device] | None = None) -> list[Plan]:
+  """One `Plan` per architecture of the run: the whole run, or each group of a per-fold selection's folds.
+
+  The protocol's folds are computed once; each group's config names its architecture as `model.preset`.
+  """
+  run_folds = protocol_folds(config, composite)
+  return [plan_run(group_config, composite, devices, fold_names, run_folds)
+          for group_config, fold_names in selection.group_runs(config, [fold.name for fold in run_folds])]

@@ -1,6 +1,6 @@
 """Fold-parallel execution of the per-model functions over the stacked model axis.
 
-Three ways to run the same per-model program (`rcn_jax.engine.steps.ModelProgram`) on every slot:
+Three ways to run the same per-model program (`rcn_jax.engine.program.ModelProgram`) on every slot:
 - `vmap`: each device runs its slots as vmapped programs, `parallel.models_per_call` models per call
   (0: the largest block that fits the device's memory). Right for accelerators; on XLA:CPU
   vmapped convolutions become grouped convolutions, 4-10x slower.
@@ -14,8 +14,8 @@ The per-model computation is the same in `loop` and `shard_map`; they agree to f
 bitwise reproducible, which is what resuming from a checkpoint relies on.
 Compiled programs are cached per (program, mesh, block size): executors of equal programs share them.
 The slots are split over a one-axis `('fold',)` device mesh (`fold_mesh`); an executor reads two
-pytrees, the per-slot tables (`steps.SlotTables`, sharded over the mesh) and the data
-(`steps.Data`, replicated), so a new input is one field of one of them.
+pytrees, the per-slot tables (`program.SlotTables`, sharded over the mesh) and the data
+(`program.Data`, replicated), so a new input is one field of one of them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from rcn_jax import errors
 from rcn_jax.engine import multihost
-from rcn_jax.engine.steps import Data, ModelProgram, SlotTables, State
+from rcn_jax.engine.program import Data, ModelProgram, SlotTables, TrainState
 
 STRATEGIES = ("auto", "vmap", "shard_map", "loop")
 AXIS = "fold"
@@ -134,7 +134,7 @@ def _train_block(program, size, vectorised, state, tables, data, scalars):
 
 
 def _predict_block(program, size, vectorised, probabilities, state, tables, data, chunk):
-  predict_one = lambda model, slot: program.predict(model, data.inputs, slot.test_indices)
+  predict_one = lambda model, slot: program.predict(model.variables, data.inputs, slot.test_indices)
   new = _each_model(predict_one, _block((state, tables), chunk, size), size, vectorised)
   return _write_block(probabilities, new, chunk, size)
 
@@ -155,7 +155,7 @@ def _block_programs(program: ModelProgram, mesh: Mesh, size: int, vectorised: bo
 
 
 def abstract_state(program: ModelProgram, num_slots: int, input_shape: tuple[int, ...],
-                   sharding: jax.sharding.Sharding) -> State:
+                   sharding: jax.sharding.Sharding) -> TrainState:
   """Shapes, dtypes and `sharding` of the stacked state of `num_slots` models on inputs `[H, W, 3]`.
 
   What restoring a checkpoint needs: an executor's own state (`Executor.abstract_state`), or a
@@ -214,15 +214,24 @@ class Executor:
     """An int32 scalar on every device (an explicit transfer)."""
     return multihost.global_array(np.int32(value), self._replicated)
 
-  def init(self, init_keys: np.ndarray) -> State:
-    """The stacked initial state `[slots, ...]`, sharded over the mesh (each model initialised alone)."""
+  def init(self, init_keys: np.ndarray, start_variables: Sequence[Any] | None = None) -> TrainState:
+    """The stacked initial state `[slots, ...]`, sharded over the mesh (each model initialised alone).
+
+    Args:
+      init_keys: `[slots, 2]` initialisation keys.
+      start_variables: per slot, `{params, batch_stats}` to start from instead of its key's
+        initialisation (imported weights, `init.*`), or None; the whole argument None: none.
+    """
     init_one = _init_program(self.program)
     example = np.zeros((1,) + self.data.inputs.shape[1:], np.float32)
-    states = jax.device_get([init_one(np.asarray(key, np.uint32), example) for key in init_keys])
+    start_variables = start_variables or [None] * len(init_keys)
+    states = jax.device_get([init_one(np.asarray(key, np.uint32), example) if variables is None
+                             else self.program.start(variables)
+                             for key, variables in zip(init_keys, start_variables)])
     stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *states)
     return jax.tree.map(lambda leaf: multihost.global_array(leaf, self._per_model), stacked)
 
-  def abstract_state(self) -> State:
+  def abstract_state(self) -> TrainState:
     """Shapes, dtypes and shardings of the stacked state, for restoring a checkpoint."""
     return abstract_state(self.program, self.num_slots, self.data.inputs.shape[1:], self._per_model)
 
@@ -233,7 +242,7 @@ class Executor:
     """The shared scalars of one training call (device arrays, see `scalar`)."""
     return {"chunk": chunk, "epoch": epoch, "call": call, "loss_threshold": self.loss_threshold}
 
-  def train_epoch(self, state: State, epoch: int) -> State:
+  def train_epoch(self, state: TrainState, epoch: int) -> TrainState:
     """Runs epoch `epoch` of every slot; the input state is donated."""
     train, _ = self._programs()
     epoch = self.scalar(epoch)
@@ -242,12 +251,12 @@ class Executor:
         state = train(state, self.tables, self.data, self.train_scalars(chunk, epoch, call))
     return state
 
-  def predict(self, state: State) -> np.ndarray:
+  def predict(self, state: TrainState) -> np.ndarray:
     """`[slots, T, C]` class probabilities of each slot's test samples."""
     _, predict = self._programs()
     one_model = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), state)
     one_table = jax.ShapeDtypeStruct(self.tables.test_indices.shape[1:], self.tables.test_indices.dtype)
-    out = jax.eval_shape(self.program.predict, one_model, self.data.inputs, one_table)
+    out = jax.eval_shape(self.program.predict, one_model.variables, self.data.inputs, one_table)
     probabilities = multihost.global_array(np.zeros((self.num_slots,) + out.shape, np.float32), self._per_model)
     for chunk in self._chunks:
       probabilities = predict(probabilities, state, self.tables, self.data, chunk)

@@ -5,7 +5,7 @@ from rcn_jax.models.factory import PRESETS, create_model
 from rcn_jax.models.rcn import RCN, validate_architecture
 from rcn_jax.models.search_space import Architecture, SearchSpace
 from rcn_jax.models.supernet import Supernet
-from rcn_jax.models.torch_import import from_torch_state_dict
+from rcn_jax.models.torch_import import from_torch_state_dict, read_state_dict
 
 __all__ = ["PRESETS", "RCN", "Architecture", "SearchSpace", "Supernet", "create_model",
-           "from_torch_state_dict", "validate_architecture"]
+           "from_torch_state_dict", "read_state_dict", "validate_architecture"]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from rcn_jax import errors
+
 INPUT = "input"
 STEM = "stem"
 OUTPUT = "output"
@@ -88,7 +90,7 @@ class SearchSpace:
   def __post_init__(self):
     _check_candidates("stems", self.stems, SEARCH_STEMS)
     if not self.states:
-      raise ValueError("search.steps=0: the recurrent layer needs at least one step")
+      raise errors.UserError("search.steps=0: the recurrent layer needs at least one step")
     for index, candidates in enumerate(self.states, start=1):
       allowed = state_candidates(index, SEARCH_OPS, 1)
       _check_candidates(f"states[{index}]", candidates, allowed)
@@ -129,7 +131,7 @@ class SearchSpace:
       The space.
     """
     if not 1 <= min_steps <= steps:
-      raise ValueError(f"search.min_steps={min_steps}: expected 1 <= min_steps <= search.steps={steps}")
+      raise errors.UserError(f"search.min_steps={min_steps}: expected 1 <= min_steps <= search.steps={steps}")
     _check_candidates("ops", ops, SEARCH_OPS)
     chain = node_chain(steps)
     nodes = chain[1:] if gate_output else chain[1:-1]
@@ -163,7 +165,7 @@ class SearchSpace:
 
 def _check_candidates(key: str, given: Sequence[str], allowed: Sequence[str]) -> None:
   if not given or len(set(given)) != len(given) or any(c not in allowed for c in given):
-    raise ValueError(f"search.{key}={list(given)}: expected distinct entries of {list(allowed)}")
+    raise errors.UserError(f"search.{key}={list(given)}: expected distinct entries of {list(allowed)}")
 
 
 def choice_problem(choices: Mapping[str, str], steps: int) -> str | None:

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rcn_jax import errors
+
 Array = jax.Array
 State = dict[str, Any]
 # One minibatch: inputs [B, H, W, 3], integer labels [B], valid [B] (False for padding).
@@ -65,7 +67,7 @@ def mixing_weights(alphas: Mapping[str, Array], mixing: str) -> dict[str, Array]
 
 def _check_mixing(mixing: str) -> None:
   if mixing not in MIXINGS:
-    raise ValueError(f"search.mixing={mixing!r}: expected one of {MIXINGS}")
+    raise errors.UserError(f"search.mixing={mixing!r}: expected one of {MIXINGS}")
 
 
 def keep_params_at_least(floor: float) -> optax.GradientTransformation:
@@ -89,7 +91,7 @@ def make_arch_optimizer(learning_rate: float, *, b1: float = 0.5, b2: float = 0.
   """
   _check_mixing(mixing)
   if mixing == "normalized" and not floor > 0:
-    raise ValueError(f"search.alpha_floor={floor} must be positive")
+    raise errors.UserError(f"search.alpha_floor={floor} must be positive")
   parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
   if mixing == "normalized":
@@ -122,7 +124,7 @@ class BilevelProgram:
   def __post_init__(self):
     _check_mixing(self.mixing)
     if self.order not in ORDERS:
-      raise ValueError(f"search.order={self.order}: expected one of {ORDERS}")
+      raise errors.UserError(f"search.order={self.order}: expected one of {ORDERS}")
 
   def init(self, key: Array, example_input: Array, alphas: Mapping[str, Array]) -> State:
     """Fresh search state: `{params, batch_stats, alphas, weight_opt_state, arch_opt_state}`."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from rcn_jax import plots
+from rcn_jax import errors, plots
 from rcn_jax import run_folder
 from rcn_jax.models import search_space
 
@@ -119,9 +119,9 @@ def tied_decisions(weights: Mapping[str, np.ndarray], decisions: Mapping[str, Se
 def check_ranking(k: int, max_gates: int, min_gates: int) -> None:
   """Raises a ValueError naming the `search.*` key of an impossible ranking request."""
   if k < 1:
-    raise ValueError(f"search.top_k={k} must be >= 1")
+    raise errors.UserError(f"search.top_k={k} must be >= 1")
   if max_gates < -1 or min_gates < 0 or 0 <= max_gates < min_gates:
-    raise ValueError(f"search.min_gates={min_gates}, search.max_gates={max_gates}: need 0 <= min_gates <= "
+    raise errors.UserError(f"search.min_gates={min_gates}, search.max_gates={max_gates}: need 0 <= min_gates <= "
                      "max_gates, or max_gates=-1 for no upper bound")
 
 

@@ -14,7 +14,6 @@ LOSO config in which each fold trains the top-1 of its own search (`rcn_jax.sele
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import sys
@@ -28,33 +27,14 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rcn_jax import folds, run_folder, sample_list, scoring, selection
-from rcn_jax.engine import steps
-from rcn_jax.models import search_space, supernet
+from rcn_jax import folds, run_folder, scoring, selection
+from rcn_jax.engine.program import cut_batches
+from rcn_jax import validation
+from rcn_jax.models import search_space
 from rcn_jax.search import bilevel, export, splits
+from rcn_jax.search.settings import LoopSettings, make_program, make_space
 
 SEARCH_JSON = "search.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopSettings:
-  """Schedule of one search task.
-
-  Attributes:
-    epochs: passes over the training subjects.
-    warmup_epochs: first epochs with weight steps only (the architecture gradient of an untrained
-      network says little).
-    batch_size: samples per training and per validation batch.
-  """
-  epochs: int
-  warmup_epochs: int
-  batch_size: int
-
-  def __post_init__(self):
-    if self.epochs < 1 or self.batch_size < 1 or not 0 <= self.warmup_epochs < self.epochs:
-      raise ValueError(f"search.epochs={self.epochs}, search.warmup_epochs={self.warmup_epochs}, "
-                       f"train.batch_size={self.batch_size}: need epochs >= 1, 0 <= warmup < epochs, "
-                       "batch >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +63,12 @@ def host_epoch_batches(indices: np.ndarray, batch_size: int,
                        rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
   """A shuffled pass over `indices` in `(indices [B], valid [B])` batches, on the host; the last is padded.
 
-  Unlike the training program's `steps.epoch_batches` (traced, a fixed number of steps for every
+  Unlike the training program's `program.epoch_batches` (traced, a fixed number of steps for every
   fold), the search draws its batches in NumPy from its own generator, as many as `indices` need,
-  and checks each for test samples before it reaches the device; both cut with `steps.cut_batches`.
+  and checks each for test samples before it reaches the device; both cut with `cut_batches`.
   """
   order = rng.permutation(indices)
-  indices, valid = steps.cut_batches(order, len(order), batch_size, -(-len(order) // batch_size))
+  indices, valid = cut_batches(order, len(order), batch_size, -(-len(order) // batch_size))
   return list(zip(indices, valid))
 
 
@@ -174,54 +154,6 @@ def _weighted_mean(pairs) -> float:
   return float((values * counts).sum() / counts.sum())
 
 
-def make_space(search: ml_collections.ConfigDict) -> search_space.SearchSpace:
-  """The search space a `config.search` section describes."""
-  if search.max_hops < 1:
-    raise ValueError(f"search.max_hops={search.max_hops} must be >= 1")
-  return search_space.SearchSpace.paper(stems=tuple(search.stems), ops=tuple(search.ops), steps=search.steps,
-                                    min_steps=search.min_steps, max_hops=search.max_hops,
-                                    gate_output=search.gate_output)
-
-
-def check_config(config: ml_collections.ConfigDict, space: search_space.SearchSpace) -> None:
-  """Raises a ValueError naming the key of a setting the search cannot run with (before it runs)."""
-  train = config.train
-  steps.check_optimizer(train.learning_rate, train.momentum, train.weight_decay)
-  search = config.search
-  export.check_ranking(search.top_k, search.max_gates, search.min_gates)
-  gateable = sum(name.startswith("gate_") for name in space.decisions())
-  if search.min_gates > gateable:
-    raise ValueError(f"search.min_gates={search.min_gates}: the space has only {gateable} gated node(s)")
-  for key in ("arch_learning_rate", "arch_b1", "arch_b2", "alpha_floor"):
-    if not search[key] > 0:
-      raise ValueError(f"search.{key}={search[key]} must be positive")
-
-
-def make_program(config: ml_collections.ConfigDict, space: search_space.SearchSpace) -> bilevel.BilevelProgram:
-  """The supernet of `config.model` over `space`, SGD-momentum (`config.train`) and Adam (`config.search`).
-
-  Equal settings give the same program object, so searches in one process share compiled steps.
-  """
-  if config.model.reference_quirks:
-    raise ValueError("model.reference_quirks=True: the search space holds no official-code quirks")
-  model, train, search = config.model, config.train, config.search
-  return _program(space, model.features, model.pool_size, model.dropout_rate, model.pytorch_bn,
-                  train.learning_rate, train.momentum, train.weight_decay, search.arch_learning_rate,
-                  search.arch_b1, search.arch_b2, search.arch_weight_decay, search.alpha_floor, search.mixing,
-                  search.order)
-
-
-@functools.lru_cache(maxsize=8)
-def _program(space, features, pool_size, dropout_rate, pytorch_bn, learning_rate, momentum, weight_decay,
-             arch_learning_rate, arch_b1, arch_b2, arch_weight_decay, alpha_floor, mixing, order):
-  module = supernet.Supernet(space, features, pool_size, len(sample_list.CLASS_NAMES), dropout_rate, pytorch_bn)
-  arch_optimizer = bilevel.make_arch_optimizer(arch_learning_rate, b1=arch_b1, b2=arch_b2,
-                                                      weight_decay=arch_weight_decay, mixing=mixing,
-                                                      floor=alpha_floor)
-  weight_optimizer = steps.make_optimizer(learning_rate, momentum, weight_decay)
-  return bilevel.BilevelProgram(module, weight_optimizer, arch_optimizer, mixing, order)
-
-
 def _note(mode: str, num_folds: int) -> str:
   if mode == "once":
     return ("Searched once on a held-out subject split of every subject: a LOSO evaluation of this "
@@ -249,7 +181,8 @@ def step_flops(program: bilevel.BilevelProgram, example: jax.Array, batch_size: 
           "arch_step": flops(arch_step.lower(state, batch, batch, key))}
 
 
-def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) -> dict[str, Any]:
+def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None, *,
+               validated: bool = False) -> dict[str, Any]:
   """Runs the architecture search a config describes and writes its outputs.
 
   Args:
@@ -257,6 +190,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
       weight optimiser and batch size), `seeds` and `search`.
     workdir: output folder.
     composite: the data to use instead of `config.data` (tests, notebooks).
+    validated: the caller ran `rcn_jax.validation.validate(config, composite)` already (the commands do).
 
   Returns:
     The content of `search.json`.
@@ -264,9 +198,10 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, composite=None) 
   from rcn_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 
   started = time.perf_counter()
+  if not validated:
+    validation.validate(config, composite)
   search = config.search
   space = make_space(search)
-  check_config(config, space)
   program = make_program(config, space)
   settings = LoopSettings(search.epochs, search.warmup_epochs, config.train.batch_size)
   if composite is None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rcn_jax import folds as folds_lib
+from rcn_jax import errors, folds as folds_lib
 
 MODES = ("once", "nested")
 
@@ -64,7 +64,7 @@ def split_subjects(indices: np.ndarray, groups: np.ndarray, val_fraction: float,
     `(train_indices, val_indices)`, ascending, with no subject in both.
   """
   if not 0 < val_fraction < 1:
-    raise ValueError(f"search.val_fraction={val_fraction} must lie in (0, 1)")
+    raise errors.UserError(f"search.val_fraction={val_fraction} must lie in (0, 1)")
   subjects = sorted(set(groups[indices].tolist()))
   by_dataset: dict[str, list[str]] = {}
   for subject in subjects:
@@ -76,7 +76,7 @@ def split_subjects(indices: np.ndarray, groups: np.ndarray, val_fraction: float,
     count = min(len(members) - 1, max(1, round(val_fraction * len(members))))
     val_subjects += rng.choice(members, size=count, replace=False).tolist()
   if not val_subjects:
-    raise ValueError(f"cannot split {len(subjects)} subject(s) {subjects[:4]} into training and "
+    raise errors.UserError(f"cannot split {len(subjects)} subject(s) {subjects[:4]} into training and "
                      "validation subjects: a dataset with at least two subjects is needed")
   in_val = np.isin(groups[indices], val_subjects)
   return np.sort(indices[~in_val]), np.sort(indices[in_val])
@@ -99,7 +99,7 @@ def make_tasks(subjects: Sequence[str], datasets: Sequence[str], *, mode: str, p
     The tasks.
   """
   if mode not in MODES:
-    raise ValueError(f"search.mode={mode!r}: expected one of {MODES}")
+    raise errors.UserError(f"search.mode={mode!r}: expected one of {MODES}")
   groups = folds_lib.subject_groups(subjects, datasets)
   if mode == "once":
     pools = [(None, np.arange(len(groups)), np.zeros(0, np.int64))]

@@ -45,4 +45,4 @@ def test_plan_run_lays_out_the_kept_folds_and_their_tables():
   np.testing.assert_array_equal(np.asarray(run.executor.data.inputs), composite.flows)
   _, train_keys = plan.model_keys(run.layout)
   np.testing.assert_array_equal(tables.key, train_keys)
-  assert run.executor.abstract_state()["loss_history"].shape == (2, 3)
+  assert run.executor.abstract_state().loss_history.shape == (2, 3)

@@ -43,7 +43,7 @@ def test_vmap_in_blocks_equals_one_vmapped_call():
     state = executor.init(run.init_keys)
     for epoch in range(2):
       state = executor.train_epoch(state, epoch)
-    results[per_call] = (jax.device_get(state["params"]), executor.predict(state))
+    results[per_call] = (jax.device_get(state.params), executor.predict(state))
   whole, blocks = results[0], results[2]
   # Blocks of 2 vmapped models and one call of 6: the same per-model computation, equal up to float32
   # rounding (XLA may tile batched convolutions of different sizes differently).

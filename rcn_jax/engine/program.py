@@ -1,4 +1,4 @@
-"""Pure single-model functions: initialisation, one training epoch, test-subject prediction.
+"""One model's program: its training state, initialisation, one training epoch, test-subject prediction.
 
 Every function here handles ONE model (one fold of one seed); the strategies in
 `rcn_jax.engine.strategies` map them over the stacked model axis. Shapes are static: the epoch's
@@ -13,6 +13,7 @@ import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,32 @@ import optax
 
 from rcn_jax import errors
 
-State = dict[str, Any]
+
+@flax.struct.dataclass
+class TrainState:
+  """One model's training state (the executor stacks it `[slots, ...]`).
+
+  Attributes:
+    params: the model's parameters.
+    batch_stats: its batch-norm running statistics (empty for models without batch norm).
+    opt_state: the optimiser's state.
+    loss_sum: scalar float32, the running epoch's summed training loss (across the epoch's calls).
+    active: scalar bool, False once the stopping rule stopped the model.
+    epochs_trained: scalar int32, epochs the model trained.
+    loss_history: `[max_epochs]` float32 epoch-mean training losses (NaN: not trained).
+  """
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  loss_sum: jax.Array
+  active: jax.Array
+  epochs_trained: jax.Array
+  loss_history: jax.Array
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """`{params, batch_stats}`, what the module applies."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 class SlotTables(NamedTuple):
@@ -170,18 +196,40 @@ def epoch_batches(key: jax.Array, train_mask: jax.Array, batch_size: int,
   return cut_batches(order, train_mask.sum(), batch_size, num_steps)
 
 
+def _at_least_float32(logits: jax.Array) -> jax.Array:
+  """Logits in float32, or float64 where the model runs in it (losses of half-precision logits lose digits)."""
+  return logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+
+
 def _select(take: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)
 
 
+def model_input(inputs: Any, order: str, scale: float) -> Any:
+  """The composite's inputs `[..., 3]` (u, v, strain in [0, 1]) as a model reads them.
+
+  `order` `rgb` keeps u, v, strain; `bgr` reverses them (strain, v, u: an OpenCV-read PNG);
+  `scale` multiplies (255: raw 8-bit values). Works on NumPy and JAX arrays.
+  """
+  if order == "bgr":
+    inputs = inputs[..., ::-1]
+  return inputs * scale if scale != 1.0 else inputs
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelProgram:
-  """A model, its optimiser and epoch settings, with pure per-model functions over them."""
+  """A model, its optimiser, epoch settings and input convention, with pure per-model functions over them.
+
+  `input_order` and `input_scale` (`model.input_order`, `model.input_scale`) turn the composite's
+  [0, 1] u, v, strain inputs into what the model was made for, inside the program.
+  """
   module: nn.Module
   optimizer: optax.GradientTransformation
   settings: EpochSettings
+  input_order: str = "rgb"
+  input_scale: float = 1.0
 
-  def init(self, key: jax.Array, example_input: jax.Array) -> State:
+  def init(self, key: jax.Array, example_input: jax.Array) -> TrainState:
     """Fresh state of one model: variables, optimiser state, stopping-rule bookkeeping.
 
     Args:
@@ -189,32 +237,48 @@ class ModelProgram:
       example_input: `[1, H, W, 3]` input of the right shape.
 
     Returns:
-      `{params, batch_stats, opt_state, loss_sum, active, epochs_trained,
-      loss_history [max_epochs]}`; `loss_sum` accumulates the epoch's loss across calls.
+      The state; `loss_history` has `max_epochs` entries.
     """
     params_key, dropout_key = jax.random.split(key)
     variables = self.module.init({"params": params_key, "dropout": dropout_key}, example_input, train=False)
+    return self.start(variables)
+
+  def start(self, variables: dict[str, Any]) -> TrainState:
+    """The untrained state of a model with the given `{params, batch_stats}` (initialised or imported)."""
     params = variables["params"]
-    return {
-        "params": params,
-        "batch_stats": variables.get("batch_stats", {}),
-        "opt_state": self.optimizer.init(params),
-        "loss_sum": jnp.asarray(0.0, jnp.float32),
-        "active": jnp.asarray(True),
-        "epochs_trained": jnp.asarray(0, jnp.int32),
-        "loss_history": jnp.full((self.settings.max_epochs,), jnp.nan, jnp.float32),
-    }
+    return TrainState(
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=self.optimizer.init(params),
+        loss_sum=jnp.asarray(0.0, jnp.float32),
+        active=jnp.asarray(True),
+        epochs_trained=jnp.asarray(0, jnp.int32),
+        loss_history=jnp.full((self.settings.max_epochs,), jnp.nan, jnp.float32))
+
+  def logits(self, variables: dict[str, Any], inputs: jax.Array, **kwargs) -> Any:
+    """`module.apply` on the composite's inputs `[N, H, W, 3]` after the model's input convention."""
+    return self.module.apply(variables, model_input(inputs, self.input_order, self.input_scale), **kwargs)
 
   def _loss(self, params, batch_stats, inputs, labels, valid, dropout_key):
-    logits, updates = self.module.apply(
+    logits, updates = self.logits(
         {"params": params, "batch_stats": batch_stats}, inputs, train=True, mask=valid,
         rngs={"dropout": dropout_key}, mutable=["batch_stats"])
-    per_sample = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    per_sample = optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), labels)
     loss_sum = jnp.sum(jnp.where(valid, per_sample, 0.0))
     mean = loss_sum / jnp.maximum(valid.sum(), 1)
     return mean, (updates.get("batch_stats", batch_stats), loss_sum)
 
-  def _step(self, carry, batch):
+  def train_step(self, carry: tuple, batch: tuple) -> tuple:
+    """One minibatch step of one model.
+
+    Args:
+      carry: `(params, batch_stats, opt_state, loss_sum, active)`.
+      batch: `(indices [B], valid [B], data, dropout_key)`: the batch's sample indices into
+        `data`, which of them are real (the rest are masked out of loss and batch statistics).
+
+    Returns:
+      The new carry; `loss_sum` grew by the batch's summed loss.
+    """
     params, batch_stats, opt_state, loss_sum, active = carry
     indices, valid, data, dropout_key = batch
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
@@ -229,8 +293,8 @@ class ModelProgram:
         take, (new_params, new_stats, new_opt_state), (params, batch_stats, opt_state))
     return params, batch_stats, opt_state, loss_sum + jnp.where(take, batch_loss, 0.0), active
 
-  def train_call(self, state: State, slot: SlotTables, data: Data, epoch: jax.Array, call: jax.Array,
-                 loss_threshold: jax.Array) -> State:
+  def train_call(self, state: TrainState, slot: SlotTables, data: Data, epoch: jax.Array, call: jax.Array,
+                 loss_threshold: jax.Array) -> TrainState:
     """Runs call `call` of epoch `epoch` of one model; the epoch's last call applies the stopping rule.
 
     Args:
@@ -258,30 +322,34 @@ class ModelProgram:
     first = call * per_call
     indices, valid, dropout_keys = (jax.lax.dynamic_slice_in_dim(a, first, per_call)
                                     for a in (indices, valid, dropout_keys))
-    active = state["active"]
-    loss_sum = jnp.where(call == 0, 0.0, state["loss_sum"])
-    carry = (state["params"], state["batch_stats"], state["opt_state"], loss_sum, active)
+    active = state.active
+    loss_sum = jnp.where(call == 0, 0.0, state.loss_sum)
+    carry = (state.params, state.batch_stats, state.opt_state, loss_sum, active)
     for step in range(per_call):
-      carry = self._step(carry, (indices[step], valid[step], data, dropout_keys[step]))
+      carry = self.train_step(carry, (indices[step], valid[step], data, dropout_keys[step]))
     params, batch_stats, opt_state, loss_sum, _ = carry
     ends_epoch = call == settings.calls_per_epoch - 1
     epoch_loss = loss_sum / jnp.maximum(train_mask.sum(), 1)
     # The stopping rule reads this model's training loss and nothing else.
     stops = ends_epoch & (epoch_loss < loss_threshold)
-    history = state["loss_history"]
-    return {
-        "params": params,
-        "batch_stats": batch_stats,
-        "opt_state": opt_state,
-        "loss_sum": loss_sum,
-        "active": active & ~stops,
-        "epochs_trained": state["epochs_trained"] + (active & ends_epoch).astype(jnp.int32),
-        "loss_history": jnp.where(ends_epoch, history.at[epoch].set(jnp.where(active, epoch_loss, jnp.nan)),
-                                  history),
-    }
+    history = state.loss_history
+    return TrainState(
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        loss_sum=loss_sum,
+        active=active & ~stops,
+        epochs_trained=state.epochs_trained + (active & ends_epoch).astype(jnp.int32),
+        loss_history=jnp.where(ends_epoch, history.at[epoch].set(jnp.where(active, epoch_loss, jnp.nan)),
+                               history))
 
-  def predict(self, state: State, inputs: jax.Array, test_indices: jax.Array) -> jax.Array:
-    """Class probabilities `[T, C]` of the samples `inputs[test_indices]`, in eval mode."""
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    logits = self.module.apply(variables, inputs[test_indices], train=False)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  def predict(self, variables: dict[str, Any], inputs: jax.Array, test_indices: jax.Array) -> jax.Array:
+    """Class probabilities `[T, C]` of the samples `inputs[test_indices]`, in eval mode.
+
+    Args:
+      variables: `{params, batch_stats}` of one model (`TrainState.variables`).
+      inputs: `[N, H, W, 3]` the composite's inputs.
+      test_indices: `[T]` int32.
+    """
+    logits = self.logits(variables, inputs[test_indices], train=False)
+    return jax.nn.softmax(_at_least_float32(logits), axis=-1)
