@@ -46,7 +46,7 @@ def create_program(config: ml_collections.ConfigDict, max_train_size: int) -> Mo
   train = config.train
   settings = EpochSettings(
       batch_size=train.batch_size, steps_per_epoch=max(math.ceil(max_train_size / train.batch_size), 1),
-      max_epochs=train.num_epochs,
+      max_epochs=max(train.num_epochs, 1),  # a history entry even for num_epochs=0 (orbax saves no empty array)
       steps_per_call=config.parallel.steps_per_call, shuffle=train.shuffle)
   optimizer = make_optimizer(train.learning_rate, train.momentum, train.weight_decay, train.optimizer)
   return ModelProgram(module, optimizer, settings, config.model.input_order, float(config.model.input_scale))
