@@ -4,7 +4,7 @@ Rows (each one check; a failing check is reported, the others still run):
 - devices: what JAX sees (platform, kind, memory);
 - vmap = loop: the accelerators' strategy (`vmap`, in blocks) against one model at a time (`loop`),
   per model, within float32 tolerance (predictions of a tiny LOSO run, 1e-4);
-- parity float32: `tests/test_model_parity.py`'s float32 checks (they run under
+- parity float32: `tests/models/test_model_parity.py`'s float32 checks (they run under
   `jax.default_matmul_precision("highest")`; on GPUs float32 convolutions otherwise use TF32);
 - rcn_f reference: the full 68-fold LOSO, reference preset (100 epochs), on the built-in data
   (built first if missing): training wall time, compilation (first epoch minus a later one), peak
@@ -106,10 +106,10 @@ def check_vmap_equals_loop(quick: bool) -> tuple[str, str]:
 
 
 def check_parity(quick: bool) -> tuple[str, str]:
-  """`tests/test_model_parity.py`'s float32 checks in a subprocess (all cases; one with --quick)."""
+  """`tests/models/test_model_parity.py`'s float32 checks in a subprocess (all cases; one with --quick)."""
   selection = "float32_parity and RCN_F_fm16_p5" if quick else "float32_parity"
   command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", selection,
-             str(ROOT / "tests" / "test_model_parity.py")]
+             str(ROOT / "tests" / "models" / "test_model_parity.py")]
   done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
   summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
   return ("ok" if done.returncode == 0 else "FAIL"), f"matmul precision highest: {summary}"

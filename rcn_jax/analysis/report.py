@@ -179,10 +179,14 @@ def confusion_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
 def learning_blocks(results: Mapping[str, Any], workdir: str) -> list[Block]:
   """The learning-curve PNG (written here) and its reading."""
   names, losses = run_folder.read_train_losses(workdir)
+  final = [row[np.isfinite(row)][-1] for row in losses if np.isfinite(row).any()]
+  if not final:
+    return [Heading("Learning curves"),
+            Paragraph(f"No training loss in `{run_folder.TRAIN_LOSS}`: the run trained no epoch (its models are "
+                      "the initial weights, `train.num_epochs=0`).")]
   threshold = results["config"]["train"]["loss_threshold"]
   plots.learning_curves(os.path.join(workdir, run_folder.LEARNING_CURVES), losses, names=names, threshold=threshold,
                         title=f"training loss of {len(names)} fold models")
-  final = [row[np.isfinite(row)][-1] for row in losses if np.isfinite(row).any()]
   return [Heading("Learning curves"),
           Paragraph(f"Epoch-mean training loss of every fold model (`{run_folder.TRAIN_LOSS}`); thick: the mean over "
                     f"models. Final losses: min {min(final):.4f}, median {np.median(final):.4f}, "
