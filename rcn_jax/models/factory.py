@@ -13,7 +13,7 @@ import dataclasses
 import flax.linen as nn
 
 from rcn_jax import errors
-from rcn_jax.models import rcn, search_space, supernet
+from rcn_jax.models import comparison, rcn, search_space, supernet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,9 @@ def create_model(preset: str, *, features: int, pool_size: int, num_classes: int
   The module maps flow maps `[N, H, W, 3]` to logits `[N, num_classes]`.
 
   Args:
-    preset: a key of `PRESETS` (`rcn`, `rcn_a`, ..., `depth_4`); `searched` (the architecture in
+    preset: a key of `PRESETS` (`rcn`, `rcn_a`, ..., `depth_4`); a comparison model of Table V
+      (`comparison.MODELS`: `ststnet`, `off_apexnet`, `dual_inception`, `resnet18`, `densenet121`;
+      they ignore `pool_size`); `searched` (the architecture in
       `architecture`); or a searched architecture's text itself,
       `searched:stem=<stem>,states=<op>+<op>...,gates=<node><<source>+...` (or `gates=none`), as
       `search_space.Architecture.encode` writes it.
@@ -76,12 +78,15 @@ def create_model(preset: str, *, features: int, pool_size: int, num_classes: int
     The linen module: an `rcn.RCN` for a named preset, a discrete `supernet.Supernet` for a
     searched architecture.
   """
+  if preset in comparison.MODELS:
+    return comparison.create(preset, features=features, num_classes=num_classes, dropout_rate=dropout_rate,
+                             pytorch_bn=pytorch_bn, steps=steps)
   if preset == SEARCHED or preset.startswith(search_space.SEARCHED_PREFIX):
     return supernet.searched_model(architecture or preset, features=features, pool_size=pool_size,
                                    num_classes=num_classes, dropout_rate=dropout_rate,
                                    reference_quirks=reference_quirks, pytorch_bn=pytorch_bn, steps=steps)
   if preset not in PRESETS:
-    raise errors.UserError(f"model.preset={preset!r}: expected one of {sorted(PRESETS)}")
+    raise errors.UserError(f"model.preset={preset!r}: expected one of {sorted(PRESETS) + sorted(comparison.MODELS)}")
   spec = PRESETS[preset]
   return rcn.RCN(stem=spec.stem, layer=spec.layer, num_layers=spec.num_layers,
                  attention=spec.attention, features=features, pool_size=pool_size,
