@@ -35,6 +35,18 @@ TRAINING_PRESETS: dict[str, dict[str, object]] = {
     # at most 500 epochs. The batch size is not stated; 64 as in the official code.
     "paper": dict(learning_rate=1e-4, momentum=0.9, weight_decay=5e-4, batch_size=64,
                   num_epochs=500, loss_threshold=0.5),
+    # The Table V comparison models' own recipes (`COMPARISON_RECIPES`); any model may name them.
+    # STSTNet's published script: Adam lr 5e-5, batch 256 in index order, 800 epochs, last epoch.
+    "ststnet": dict(optimizer="adam", learning_rate=5e-5, momentum=0.0, weight_decay=0.0, batch_size=256,
+                    num_epochs=800, loss_threshold=0.0, shuffle=False),
+    # OFF-ApexNet (Gan et al. 2019): Adam lr 1e-4 for 3000 epochs, last epoch; the batch is not
+    # stated: 256, as STSTNet (same group, same 28x28 input).
+    "off_apexnet": dict(optimizer="adam", learning_rate=1e-4, momentum=0.0, weight_decay=0.0, batch_size=256,
+                        num_epochs=3000, loss_threshold=0.0, shuffle=True),
+    # Dual-Inception (Zhou et al. 2019): Adam; rate, batch and epochs are not stated in the paper:
+    # lr 1e-4, batch 64, 100 epochs (shuffled, last epoch).
+    "dual_inception": dict(optimizer="adam", learning_rate=1e-4, momentum=0.0, weight_decay=0.0, batch_size=64,
+                           num_epochs=100, loss_threshold=0.0, shuffle=True),
 }
 
 SMOKE_FOLDS = 4
@@ -153,6 +165,46 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
     config.train.num_epochs = SMOKE_EPOCHS
     config.parallel.steps_per_call = 1
     config.report.bootstrap_resamples = 100
+  return config
+
+
+# Table V's comparison models (`rcn_jax.models.comparison`): training preset (their recipe unless
+# the argument names another), input side and input convention. ResNet18 and DenseNet121 are the
+# RCN paper's own baselines, trained from scratch on its flow maps: the RCN authors' training
+# script (`reference`), 60x60 [0, 1] u, v, strain as the RCNs.
+COMPARISON_RECIPES: dict[str, dict[str, object]] = {
+    "ststnet": dict(training="ststnet", resolution=28, input_order="bgr", input_scale=255.0, features=16),
+    "off_apexnet": dict(training="off_apexnet", resolution=28, input_order="rgb", input_scale=1.0, features=16),
+    "dual_inception": dict(training="dual_inception", resolution=28, input_order="rgb", input_scale=1.0,
+                           features=16),
+    "resnet18": dict(training="reference", resolution=60, input_order="rgb", input_scale=1.0, features=64),
+    "densenet121": dict(training="reference", resolution=60, input_order="rgb", input_scale=1.0, features=32),
+}
+
+
+def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.ConfigDict:
+  """The config of a Table V comparison model: its authors' recipe, input side and convention.
+
+  Args:
+    preset: a key of `COMPARISON_RECIPES` (`ststnet`, `off_apexnet`, `dual_inception`, `resnet18`,
+      `densenet121`).
+    arg: the config argument; without a training preset the model's own recipe is used.
+
+  Returns:
+    `make_config`'s config with `model.features` the model's standard width (ResNet18's first
+    stage, DenseNet121's growth rate; unused by the others), `model.pool_size` 1 (unused),
+    `data.resolution` and `model.input_order` / `input_scale` the model's.
+  """
+  if preset not in COMPARISON_RECIPES:
+    raise errors.UserError(f"model {preset!r}: expected one of {sorted(COMPARISON_RECIPES)}")
+  recipe = COMPARISON_RECIPES[preset]
+  training, _, _ = parse_arg(arg)
+  if training == "default":
+    arg = ",".join(filter(None, [str(recipe["training"]), arg]))
+  config = make_config(preset=preset, features=int(recipe["features"]), pool_size=1, arg=arg)
+  config.data.resolution = recipe["resolution"]
+  config.model.input_order = recipe["input_order"]
+  config.model.input_scale = recipe["input_scale"]
   return config
 
 

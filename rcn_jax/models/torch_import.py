@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rcn_jax import errors
-from rcn_jax.models import factory
+from rcn_jax.models import comparison, factory, ststnet
 
 # Modules of the official classes that never enter their forward pass.
 _DEAD_MODULES = {
@@ -74,7 +74,9 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
 
   Args:
     preset: the rcn-jax preset the official class corresponds to (`rcn_a` for RCN_A, `depth_2` for
-      RecNet with one layer, `depth_1` for RecNet_v2, ...).
+      RecNet with one layer, `depth_1` for RecNet_v2, ...), or `ststnet` for the published
+      STSTNet weights (`ststnet.import_state_dict`; `features`, `pool_size` and the quirks do
+      not apply to it).
     state_dict: official keys to arrays (torch tensors converted with `.numpy()`).
     features: fm.
     pool_size: P.
@@ -86,6 +88,11 @@ def from_torch_state_dict(preset: str, state_dict: Mapping[str, np.ndarray], *, 
   Raises:
     ValueError: naming every unknown, missing or mis-shaped key.
   """
+  if preset == "ststnet":
+    return ststnet.import_state_dict(state_dict, num_classes=num_classes)
+  if preset in comparison.MODELS:
+    raise errors.UserError(f"model.preset={preset!r}: rcn-jax imports PyTorch weights of the RCN presets and "
+                           "STSTNet only")
   model = factory.create_model(preset, features=features, pool_size=pool_size,
                                num_classes=num_classes, reference_quirks=reference_quirks)
   spec = factory.PRESETS[preset]
