@@ -182,6 +182,11 @@ COMPARISON_RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+# Test-only stand-ins (one block per stage, `rcn_jax.models.comparison`) train by their family's recipe.
+STAND_INS = {"resnet10": "resnet18", "densenet_tiny": "densenet121"}
+COMPARISON_PRESETS = (*COMPARISON_RECIPES, *STAND_INS)
+
+
 def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.ConfigDict:
   """The config of a Table V comparison model: its authors' recipe, input side and convention.
 
@@ -195,9 +200,9 @@ def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.Co
     stage, DenseNet121's growth rate; unused by the others), `model.pool_size` 1 (unused),
     `data.resolution` and `model.input_order` / `input_scale` the model's.
   """
-  if preset not in COMPARISON_RECIPES:
+  if preset not in COMPARISON_PRESETS:
     raise errors.UserError(f"model {preset!r}: expected one of {sorted(COMPARISON_RECIPES)}")
-  recipe = COMPARISON_RECIPES[preset]
+  recipe = COMPARISON_RECIPES[STAND_INS.get(preset, preset)]
   training, _, _ = parse_arg(arg)
   if training == "default":
     arg = ",".join(filter(None, [str(recipe["training"]), arg]))

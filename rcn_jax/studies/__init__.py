@@ -12,6 +12,7 @@
 | `partial` | Table IV | the five models on SMIC-CASME II, CASME II-SAMM, SMIC-SAMM, two settings |
 | `comparison` | Table V | RCN-A/S/W/F at their Table V settings, several seeds: overall and per-dataset UAR/UF1 |
 | `time` | Table VI | the five models x 60/100/200/300 px x two settings: training and test time |
+| `table5` | Table V | RCN-A/S/W/F and STSTNet, OFF-ApexNet, Dual-Inception, ResNet18, DenseNet121 by their recipes (`--seeds N`), beside the published rows: table5.md/.csv/.png |
 | `search` | Sec. III-C.4 | 3 search seeds (top-3 each) and 9 random architectures of the same space, each retrained under LOSO with 3 seeds: UAR/UF1, search cost in device-seconds and FLOPs |
 
 Every run is the config of its model preset (`rcn_jax.config.make_config`, what `configs/<model>.py`

@@ -34,6 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--mm_alpha", type=float, default=10.0, help="magnification factor alpha (default 10)")
   parser.add_argument("--training", default="default", choices=("default", "paper", "reference"),
                       help="training preset of rcn_jax/config.py")
+  parser.add_argument("--seeds", type=int, help="seeds 0..N-1 of every table5 run (default: the scale's)")
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for building data")
   parser.add_argument("--dry_run", action="store_true", help="list the runs and whether they are finished")
   parser.add_argument("--distributed", action="store_true",
@@ -66,11 +67,13 @@ def _run_studies(args: argparse.Namespace) -> None:
   names = sorted(STUDIES) if args.study == "all" else [args.study]
   if any(n not in STUDIES for n in names):
     raise errors.UserError(f"--study={args.study!r}: expected one of {sorted(STUDIES)} or all")
+  if args.seeds is not None and args.seeds < 1:
+    raise errors.UserError(f"--seeds={args.seeds}: give at least one seed")
   if args.distributed or any(v is not None for v in (args.coordinator_address, args.num_processes,
                                                       args.process_id)):
     multihost.initialize(args.coordinator_address, args.num_processes, args.process_id)
   runner = Runner(args.workdir, SCALES[args.scale], make_data(args), args.training, args.dry_run,
-                  main_process=multihost.is_main())
+                  main_process=multihost.is_main(), seeds=tuple(range(args.seeds)) if args.seeds else None)
   for name in names:
     outputs = run_study(name, runner)
     if runner.writes:

@@ -14,6 +14,7 @@ from rcn_jax.analysis.trained_run import load_run
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.search_study import search_study
 from rcn_jax.studies.specs import RunSpec
+from rcn_jax.studies.table5 import table5_study
 from rcn_jax.studies.tables import (DATASET_NAMES, Outputs, format_duration, grid_table, paper_name, px,
                                     run_hours, score, score_grid)
 
@@ -329,7 +330,7 @@ def _seconds_per_model_epoch(results: Mapping[str, Any] | None) -> float | None:
 STUDIES: dict[str, Callable[[Runner], Outputs]] = {
     "depth": depth_study, "resolution": resolution_study, "pool": pool_study, "features": features_study,
     "magnification": magnification_study, "partial": partial_study, "comparison": comparison_study,
-    "time": time_study, "search": search_study,
+    "time": time_study, "search": search_study, "table5": table5_study,
 }
 
 

@@ -50,10 +50,15 @@ def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str
   Returns:
     The config.
   """
-  if spec.model not in factory.PRESETS:
+  if spec.model in config_lib.COMPARISON_PRESETS:
+    # A Table V comparison model always trains by its own recipe (configs/<model>.py).
+    config = config_lib.make_comparison_config(preset=spec.model, arg=None)
+    config.model.features = spec.features
+  elif spec.model not in factory.PRESETS:
     raise errors.UserError(f"model {spec.model!r}: expected a model preset, one of {sorted(factory.PRESETS)}")
-  config = config_lib.make_config(preset=spec.model, features=spec.features, pool_size=spec.pool_size,
-                                  arg=None if training == "default" else training)
+  else:
+    config = config_lib.make_config(preset=spec.model, features=spec.features, pool_size=spec.pool_size,
+                                    arg=None if training == "default" else training)
   overrides = {"data.resolution": spec.resolution, "data.datasets": tuple(spec.datasets)}
   overrides.update(data.config_overrides(spec))
   overrides.update(scale.overrides)
@@ -76,6 +81,7 @@ class Runner:
     dry_run: list the runs without training.
     main_process: whether this process writes the tables and figures. In a multi-process study
       every process trains each run together (in the same order); only process 0 writes.
+    seeds: the seeds of the table5 study's runs (`--seeds N`: 0..N-1); None: the scale's.
   """
   workdir: str
   scale: Scale
@@ -83,6 +89,7 @@ class Runner:
   training: str = "default"
   dry_run: bool = False
   main_process: bool = True
+  seeds: tuple[int, ...] | None = None
   _composites: dict[tuple[Any, ...], Composite] = dataclasses.field(default_factory=dict, repr=False)
 
   @property

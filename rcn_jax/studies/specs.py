@@ -68,6 +68,14 @@ class Scale:
   search_top_k: int = 3  # exported and retrained per search; the random baseline draws seeds x top_k
   search_train_seeds: tuple[int, ...] = (0, 1, 2)  # LOSO training seeds of every retrained pick
   search_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # on the search config (rcn_jax.config.make_search_config)
+  # The table5 study: RCN rows (model, fm, P; empty: `comparison`), comparison rows (Table V row,
+  # model preset, model.features, resolution) and overrides of every table5 run.
+  table5_rcn: tuple[tuple[str, int, int], ...] = ()
+  table5_models: tuple[tuple[str, str, int, int], ...] = (
+      ("ststnet", "ststnet", 16, 28), ("off_apexnet", "off_apexnet", 16, 28),
+      ("dual_inception", "dual_inception", 16, 28), ("resnet18", "resnet18", 64, 60),
+      ("densenet121", "densenet121", 32, 60))
+  table5_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 FIVE = ("rcn", "rcn_a", "rcn_s", "rcn_w", "rcn_f")
@@ -94,5 +102,12 @@ SCALES = {
         search_seeds=(0, 1), search_top_k=1, search_train_seeds=(0,),
         search_overrides={"search.epochs": 2, "search.warmup_epochs": 1, "train.batch_size": 16,
                           "search.stems": ("standard", "conv5_pool"), "search.steps": 2, "search.min_steps": 1,
-                          "search.max_hops": 1, "search.gate_output": False}),
+                          "search.max_hops": 1, "search.gate_output": False},
+        # Every Table V row, small: ResNet18 and DenseNet121 by their one-block-per-stage stand-ins
+        # (121 layers compile for minutes on a 2-core CPU).
+        table5_rcn=(("rcn_a", 4, 2), ("rcn_s", 4, 2), ("rcn_w", 4, 2), ("rcn_f", 4, 2)),
+        table5_models=(("ststnet", "ststnet", 16, 28), ("off_apexnet", "off_apexnet", 16, 28),
+                       ("dual_inception", "dual_inception", 16, 28), ("resnet18", "resnet10", 4, 20),
+                       ("densenet121", "densenet_tiny", 4, 20)),
+        table5_overrides={"protocol.max_folds": 2, "report.bootstrap_resamples": 20}),
 }
