@@ -1,4 +1,4 @@
-"""Parameter and FLOP table of every preset, computed from the model code.
+"""Parameter and FLOP table of every preset and of the Table V comparison models, computed from the model code.
 
   python -m rcn_jax.models.summary [--resolution=60]
 
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from rcn_jax.models import factory
+from rcn_jax.models import comparison, factory
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 60, "Input height and width in pixels.")
 
@@ -74,6 +74,26 @@ def summary_rows(resolution: int = 60, features: Sequence[int] = (16, 32, 64),
   return rows
 
 
+def comparison_rows(names: Sequence[str] = ("ststnet", "off_apexnet", "dual_inception", "resnet18",
+                                             "densenet121")) -> list[dict]:
+  """One row per Table V comparison model at its published input side and standard width."""
+  rows = []
+  for name in names:
+    spec = comparison.MODELS[name]
+    params, flops = parameters_and_flops(
+        factory.create_model(name, features=spec.features or 16, pool_size=1), spec.resolution)
+    rows.append({"preset": name, "paper_name": spec.paper_name, "features": spec.features,
+                 "resolution": spec.resolution, "parameters": params, "flops": flops})
+  return rows
+
+
+def format_comparison_table(rows: list[dict]) -> str:
+  lines = ["| model | paper name | width | input px | parameters | MFLOPs/sample |", "|---|---|---|---|---|---|"]
+  lines += [f"| {r['preset']} | {r['paper_name']} | {r['features'] or 'fixed'} | {r['resolution']} | "
+            f"{r['parameters']:,} | {r['flops'] / 1e6:.1f} |" for r in rows]
+  return "\n".join(lines)
+
+
 def format_table(rows: list[dict], resolution: int) -> str:
   lines = [f"| preset | paper name | fm | P | parameters | MFLOPs/sample at {resolution}px |",
            "|---|---|---|---|---|---|"]
@@ -85,6 +105,10 @@ def format_table(rows: list[dict], resolution: int) -> str:
 def main(argv: Sequence[str]) -> None:
   del argv
   print(format_table(summary_rows(_RESOLUTION.value), _RESOLUTION.value))
+  print()
+  print("Table V comparison models (at their own input side; width: ResNet18's first stage, DenseNet121's "
+        "growth rate):")
+  print(format_comparison_table(comparison_rows()))
 
 
 if __name__ == "__main__":
