@@ -28,23 +28,23 @@ def test_summary_lists_parameters_and_flops_of_every_comparison_model():
 
 
 @pytest.mark.parametrize("name", ["ststnet", "off_apexnet", "dual_inception", "resnet10", "densenet_tiny"])
-def test_models_train_as_the_engine_calls_them(name):
+def test_models_train_as_the_engine_calls_them(name, fast_compile):
   """`train=` with a dropout RNG and a sample `mask`; eval is deterministic; masked samples stay out of BN."""
   model = models.create_model(name, features=4, pool_size=1)
   size = comparison.MODELS[name].resolution
   x = jax.random.uniform(jax.random.key(2), (4, size, size, 3))
-  variables = model.init(KEYS, x, train=False)
+  variables = jax.jit(lambda: model.init(KEYS, x, train=False))()
   mask = jnp.asarray([True, True, True, False])
-  apply = lambda key, inputs: model.apply(variables, inputs, train=True, mask=mask, rngs={"dropout": key},
-                                          mutable=["batch_stats"])[0]
+  apply = jax.jit(lambda key, inputs: model.apply(variables, inputs, train=True, mask=mask, rngs={"dropout": key},
+                                                  mutable=["batch_stats"])[0])
   logits = apply(jax.random.key(3), x)
   assert logits.shape == (4, 3) and bool(jnp.isfinite(logits).all())
   moved = x.at[3].set(5.0)  # the masked sample changes: nothing else may
   np.testing.assert_allclose(apply(jax.random.key(3), moved)[:3], logits[:3], rtol=1e-5, atol=1e-6)
   if name in ("ststnet", "off_apexnet", "dual_inception"):  # dropout draws from the `dropout` collection
     assert not np.allclose(apply(jax.random.key(4), x), logits)
-  eval_logits = model.apply(variables, x, train=False)
-  np.testing.assert_array_equal(eval_logits, model.apply(variables, x, train=False))
+  evaluate = jax.jit(lambda inputs: model.apply(variables, inputs, train=False))
+  np.testing.assert_array_equal(evaluate(x), evaluate(x))
 
 
 def test_bad_settings_are_named():
