@@ -53,9 +53,10 @@ def row_configs():
   from rcn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from rcn_jax.studies import SCALES  # pylint: disable=g-import-not-at-top
   from rcn_jax.studies.table5 import ROW_OF  # pylint: disable=g-import-not-at-top
+  from rcn_jax.studies.tables import paper_name  # pylint: disable=g-import-not-at-top
   configs = {}
   for model, fm, pool in SCALES["full"].comparison:
-    configs[model] = config_lib.make_config(preset=model, features=fm, pool_size=pool, arg="reference")
+    configs[paper_name(model)] = config_lib.make_config(preset=model, features=fm, pool_size=pool, arg="reference")
   for row, preset, fm, _ in SCALES["full"].table5_models:
     config = config_lib.make_comparison_config(preset=preset, arg=None)
     config.model.features = fm

@@ -14,7 +14,8 @@ from absl import app, flags
 from rcn_jax import errors
 from rcn_jax.models import factory, saved, torch_import
 
-_PRESET = flags.DEFINE_enum("preset", None, sorted(factory.PRESETS), "rcn-jax preset of the weights.")
+_PRESET = flags.DEFINE_enum("preset", None, sorted(factory.PRESETS) + ["ststnet"],
+                            "rcn-jax preset of the weights (ststnet: published STSTNet state dicts).")
 _FEATURES = flags.DEFINE_integer("features", 16, "Feature maps (fm).")
 _POOL_SIZE = flags.DEFINE_integer("pool_size", 5, "Adaptive pool size (P).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 3, "Classes.")
@@ -33,8 +34,8 @@ def _convert() -> None:
       _PRESET.value, torch_import.read_state_dict(_INPUT.value), features=_FEATURES.value,
       pool_size=_POOL_SIZE.value, num_classes=_NUM_CLASSES.value,
       reference_quirks=_QUIRKS.value)
-  saved.save_model(_OUTPUT.value, variables, preset=_PRESET.value, features=model.features,
-                   pool_size=model.pool_size, num_classes=model.num_classes,
+  saved.save_model(_OUTPUT.value, variables, preset=_PRESET.value, features=_FEATURES.value,
+                   pool_size=_POOL_SIZE.value, num_classes=model.num_classes,
                    reference_quirks=_QUIRKS.value)
   print(f"saved {_PRESET.value} to {_OUTPUT.value}")
 

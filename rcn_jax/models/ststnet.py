@@ -23,7 +23,7 @@ Choices where the description is silent, and why:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -40,7 +40,7 @@ PADDING = 2
 INPUT_SIZE = 28
 
 
-def torch_uniform(fan_in: int):
+def torch_uniform(fan_in: int) -> Callable:
   """PyTorch's default `Conv2d` / `Linear` initialisation of weights and biases: U(+-1/sqrt(fan_in))."""
   bound = 1.0 / math.sqrt(fan_in)
 

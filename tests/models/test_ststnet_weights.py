@@ -56,3 +56,15 @@ def test_per_fold_state_dicts_score_as_the_numpy_model(tmp_path):
     got = np.asarray([predicted[data.samples[i]] for i in held_out])
     assert np.abs(expected - 1 / 3).max() > 0.05  # the weights make a difference to the scores
     np.testing.assert_allclose(got, expected, atol=2e-5)  # float32 run, 6-decimal predictions.csv
+
+
+def test_imported_weights_save_and_load_as_a_model(tmp_path):
+  """`python -m rcn_jax.models.convert --preset=ststnet` writes what `saved.load_model` reads back."""
+  from rcn_jax import models  # pylint: disable=g-import-not-at-top
+  from rcn_jax.models import saved  # pylint: disable=g-import-not-at-top
+  model, variables = models.from_torch_state_dict("ststnet", random_state_dict(2), features=16, pool_size=1)
+  saved.save_model(str(tmp_path / "stst"), variables, preset="ststnet", features=16, pool_size=1)
+  loaded, loaded_variables = saved.load_model(str(tmp_path / "stst"))
+  x = np.random.default_rng(0).random((2, 28, 28, 3)).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(loaded.apply(loaded_variables, x)), np.asarray(model.apply(variables, x)),
+                             rtol=1e-6, atol=1e-6)
