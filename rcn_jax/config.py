@@ -39,8 +39,8 @@ TRAINING_PRESETS: dict[str, dict[str, object]] = {
     # STSTNet's published script: Adam lr 5e-5, batch 256 in index order, 800 epochs, last epoch.
     "ststnet": dict(optimizer="adam", learning_rate=5e-5, momentum=0.0, weight_decay=0.0, batch_size=256,
                     num_epochs=800, loss_threshold=0.0, shuffle=False),
-    # OFF-ApexNet (Gan et al. 2019): Adam lr 1e-4 for 3000 epochs, last epoch; the batch is not
-    # stated: 256, as STSTNet (same group, same 28x28 input).
+    # OFF-ApexNet (Gan et al. 2019), as we read its paper (not re-checked here): Adam lr 1e-4 for
+    # 3000 epochs, last epoch; the batch: 256, as STSTNet (same group, same 28x28 input).
     "off_apexnet": dict(optimizer="adam", learning_rate=1e-4, momentum=0.0, weight_decay=0.0, batch_size=256,
                         num_epochs=3000, loss_threshold=0.0, shuffle=True),
     # Dual-Inception (Zhou et al. 2019): Adam; rate, batch and epochs are not stated in the paper:

@@ -5,7 +5,8 @@ The paper's network: the horizontal and vertical components of the TV-L1 flow (o
 middle frame) each enter their own stream of two Inception modules, each module followed by max
 pooling; the two streams are concatenated, flattened, and a 1024-unit fully connected layer
 (the RCN paper's "1024-dimensional fully connected layer") feeds the softmax classifier. Input
-28x28 per component.
+28x28 per component. The authors' Keras code (github.com/xly135846/MEGC2019) was not read for this
+module: the widths below are choices, not the released ones.
 
 On rcn-jax's composite the flow map's channels are (u, v, strain): stream 1 reads channel 0 (u),
 stream 2 channel 1 (v); strain is not used.

@@ -4,15 +4,16 @@ The paper's network: the horizontal and vertical optical-flow components of the 
 (against the onset) each enter their own stream of two convolution + max-pooling stages, in the
 shape of LeNet-5 (5x5 kernels, 6 then 16 filters); the two streams' features are flattened and
 concatenated, then two fully connected layers of 1024 units and a softmax classifier follow.
-Input 28x28 per component.
+Input 28x28 per component. (Layer sizes as we read the paper; no code was shared, the RCN paper
+notes, so nothing here is checked against an implementation.)
 
 On rcn-jax's composite the flow map's channels are (u, v, strain): stream 1 reads channel 0 (u),
 stream 2 channel 1 (v); strain is not used, as in the paper (which has no strain input).
 
 Choices where the paper leaves things open, stated here:
 - Convolutions use 'same' zero padding (stride 1) and ReLU, max pooling 2x2 stride 2: 28 -> 14 -> 7,
-  so each stream gives 7x7x16 = 784 features and the concatenation 1568 (the paper's TensorFlow
-  network used 'same' padding; its text gives no padding).
+  so each stream gives 7x7x16 = 784 features and the concatenation 1568 (padding is our choice;
+  'valid' 5x5 convs would give 4x4x16 per stream instead).
 - Fully connected layers: ReLU, dropout (`dropout_rate`, 0.5) after each of the two 1024-unit
   layers; no batch norm anywhere (the paper has none), so `mask` is accepted and unused.
 - Initialisation: PyTorch's defaults (U(+-1/sqrt(fan_in)) for kernels and biases).
