@@ -119,7 +119,7 @@ def jax_loss_and_grads(sd, x_nhwc, labels, train: bool):
     logp = jax.nn.log_softmax(logits)
     return -jnp.take_along_axis(logp, labels[:, None], axis=1).sum(), logits
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+  (loss, logits), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
   return loss, logits, grads
 
 
