@@ -66,10 +66,6 @@ def test_training_presets_follow_the_protocol():
   assert default.loss_threshold == 0.0  # fixed epochs, as the official script
 
 
-def test_parallel_section_has_only_what_the_engine_reads():
-  assert sorted(load("rcn_f").parallel) == ["models_per_call", "steps_per_call", "strategy"]
-
-
 def test_depth_config_selects_models_1_to_4():
   assert [load("depth", f"depth={d}").model.preset for d in (1, 2, 3, 4)] == [f"depth_{d}" for d in (1, 2, 3, 4)]
   assert load("depth").model.preset == "depth_1"
