@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from fixtures import flow_images as fi
 from fixtures.loso_runs import launch, write_megc2019
 from rcn_jax import data, folds
+from rcn_jax.analysis import predict
 from rcn_jax.transform import from_png, to_network_input
 
 from data_prep import import_flowmaps
@@ -196,7 +197,7 @@ def test_names_that_would_shadow_a_build_are_refused(flat, tmp_path, capsys):
   assert "flow backend's build name" in capsys.readouterr().err
 
 
-def test_a_28px_import_trains_rcn_a_and_rcn_f_smoke_through_launch(flat, tmp_path):
+def test_a_28px_import_trains_rcn_a_and_rcn_f_smoke_through_launch_and_predict_reopens_it(flat, tmp_path, capsys):
   _, out = _import(tmp_path, "ststnet", flat, "--allow-missing")
   tiny = ["--config.model.features=4", "--config.data.name=megc2019", f"--config.data.data_dir={out}",
           "--config.data.flow_backend=mine", "--config.protocol.max_folds=2", "--config.train.num_epochs=1",
@@ -211,3 +212,28 @@ def test_a_28px_import_trains_rcn_a_and_rcn_f_smoke_through_launch(flat, tmp_pat
     assert config["data"]["resolution"] == 28  # the import's own size, recorded for predict/cam/report
     results = json.loads((tmp_path / name / "results.json").read_text())
     assert results["training"]["epochs_trained_min"] == 1 and results["execution"]["models"] == 2
+  # predict reopens the run at 28 px; the import names no flow backend, so the frames need one named.
+  frames = [fi.write_png(tmp_path / f"{n}.png", np.repeat(fi.pixels(FEW[n], 64)[..., :1], 3, axis=2)) for n in (0, 1)]
+  command = [f"--workdir={tmp_path / 'rcn_f'}", f"--onset={frames[0]}", f"--apex={frames[1]}", "--json"]
+  assert predict.main(command) == 2
+  assert "--flow_backend=" in capsys.readouterr().err
+  assert predict.main([*command, "--flow_backend=farneback"]) == 0
+  prediction = json.loads(capsys.readouterr().out)
+  assert len(prediction["models"]) == 2 and abs(sum(prediction["probabilities"].values()) - 1) < 1e-5
+
+
+def test_a_model_that_cannot_take_the_size_names_the_smallest_it_takes(monkeypatch):
+  from rcn_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from rcn_jax.engine import plan  # pylint: disable=import-outside-toplevel
+
+  traced = plan.trace_model
+
+  def needs_32(program, size):  # a stand-in for an architecture whose pools need 32 px
+    if size[0] < 32:
+      raise ValueError(f"negative dimension at {size[0]} px")
+    return traced(program, size)
+  monkeypatch.setattr(plan, "trace_model", needs_32)
+  config = config_lib.make_config(preset="rcn_f", features=4, pool_size=2, arg="smoke")
+  with pytest.raises(data.errors.UserError, match=r"cannot take inputs of 28x28 px \(the smallest it takes is "
+                     r"32x32 px \(data.resolution=32\)\)"):
+    plan.check_model(config, (28, 28))
