@@ -3,7 +3,10 @@
 Flow-map datasets (`megc2019` written by data_prep, `megc2019_synthetic` built in) store one
 full-resolution, unnormalised `[H, W, 3]` (u, v, strain) map per sample in array_record files,
 read by random access without TensorFlow. `load_composite` turns them into network inputs at
-the requested resolution and orders them as the organisers' list.
+the requested resolution and orders them as the organisers' list. Imported flow images
+(`data_prep.import_flowmaps`) store the files' own values: their metadata's `channels` and
+`value_range` say how they become the same [0, 1] u, v, strain input, and `data.resolution=None`
+reads them at their own size.
 """
 
 from __future__ import annotations
@@ -229,8 +232,11 @@ def check_configured(data: Mapping[str, Any]) -> None:
   check_settings(data["name"], resolution=DEFAULT_RESOLUTION if given is None else int(given), datasets=data["datasets"])
   if data["name"] == "megc2019":
     megc2019_directory(data["data_dir"] or default_data_dir(), data["flow_backend"])
-  if given is None:  # the dataset's own size must be one the networks take too
-    check_settings(data["name"], resolution=configured_resolution(data), datasets=data["datasets"])
+  resolution = configured_resolution(data)
+  if given is None and not transform.MIN_RESOLUTION <= resolution <= transform.MAX_RESOLUTION:
+    raise errors.UserError(
+        f"data.resolution: the {data['flow_backend']!r} maps are {resolution}x{resolution} px; the networks take "
+        f"{transform.MIN_RESOLUTION}..{transform.MAX_RESOLUTION} px: set data.resolution (maps are area-resized)")
 
 
 def load_configured(data: Mapping[str, Any]) -> Composite:

@@ -237,3 +237,13 @@ def test_a_model_that_cannot_take_the_size_names_the_smallest_it_takes(monkeypat
   with pytest.raises(data.errors.UserError, match=r"cannot take inputs of 28x28 px \(the smallest it takes is "
                      r"32x32 px \(data.resolution=32\)\)"):
     plan.check_model(config, (28, 28))
+
+
+def test_an_import_smaller_than_the_networks_take_asks_for_a_resolution(tmp_path, capsys):
+  status, out = _import(tmp_path, "ststnet", fi.write_flat(tmp_path / "small", FEW[:2], size=12), "--allow-missing")
+  section = {"name": "megc2019", "data_dir": str(out), "flow_backend": "mine", "resolution": None,
+             "datasets": ("casme2", "smic", "samm")}
+  with pytest.raises(data.errors.UserError, match=r"'mine' maps are 12x12 px; the networks take 20..300 px"):
+    data.check_configured(section)
+  data.check_configured({**section, "resolution": 20})
+  assert _read(out, resolution=20).flows.shape == (2, 20, 20, 3)
