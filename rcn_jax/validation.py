@@ -1,6 +1,7 @@
 """One check of a run config before anything slow: `validate(config)` at the entry of every command.
 
-It first resolves `data.resolution` when None (in place: the run records the size it used), then covers every section a run reads: `train`, `seeds`, `protocol`, `parallel`, `report`,
+It first resolves `data.resolution` when None (in place, so the run records the size it used), then
+covers every section a run reads: `train`, `seeds`, `protocol`, `parallel`, `report`,
 `checkpoint`, `init`, `data` (that a `megc2019` dataset is there), `model` (each architecture built
 and traced abstractly once at the input size, `rcn_jax.engine.plan.check_model`) and, for a search
 config, `search` (`rcn_jax.search.settings.check_search`). A bad value is a `UserError` naming its
