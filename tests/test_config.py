@@ -31,7 +31,7 @@ def load(name, arg=None):
 def test_every_config_loads_and_builds_its_model(name, arg):
   config = load(name, arg)
   assert (config.model.features, config.model.pool_size) == TABLE_V[name]
-  assert config.data.resolution == 60
+  assert config.data.resolution is None  # the data's own size: an import's, 60 for built maps
   assert config.data.datasets == ("casme2", "smic", "samm")
   smoke = arg is not None and "smoke" in arg
   assert config.protocol.max_folds == (config_lib.SMOKE_FOLDS if smoke else 0)
@@ -123,6 +123,7 @@ def test_studies_build_their_configs_without_the_repository_configs(monkeypatch)
   from rcn_jax.studies import search_study  # pylint: disable=g-import-not-at-top
 
   expected = load("depth", "depth=3,paper")
+  expected.data.resolution = 60  # a study names its resolution; a config file follows the data's
   expected_search = load("search")
   monkeypatch.setitem(sys.modules, "configs", None)  # `import configs` fails, as outside a checkout
   data = studies.NamedData()
