@@ -126,8 +126,10 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"  # `synthetic` (built in) or `megc2019` (built by data_prep).
   config.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # None: $RCN_JAX_DATA_DIR or ~/.cache/rcn_jax.
-  config.data.flow_backend = "tvl1"  # Which flow build of `megc2019` to read.
-  config.data.resolution = 60  # Network input is resolution x resolution x 3.
+  config.data.flow_backend = "tvl1"  # Which flow build (or import's --name) of `megc2019` to read.
+  # Network input is resolution x resolution x 3; None: an imported dataset's own image size
+  # (data_prep.import_flowmaps), 60 for built and synthetic maps. Runs record the resolved value.
+  config.data.resolution = ml_collections.FieldReference(None, field_type=int)
   config.data.datasets = ("casme2", "smic", "samm")  # Any subset: partial composites, single datasets.
 
   config.protocol = ml_collections.ConfigDict()

@@ -3,12 +3,16 @@
 Flow-map datasets (`megc2019` written by data_prep, `megc2019_synthetic` built in) store one
 full-resolution, unnormalised `[H, W, 3]` (u, v, strain) map per sample in array_record files,
 read by random access without TensorFlow. `load_composite` turns them into network inputs at
-the requested resolution and orders them as the organisers' list.
+the requested resolution and orders them as the organisers' list. Imported flow images
+(`data_prep.import_flowmaps`) store the files' own values: their metadata's `channels` and
+`value_range` say how they become the same [0, 1] u, v, strain input, and `data.resolution=None`
+reads them at their own size.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +26,9 @@ from rcn_jax import transform, sample_list
 DATA_DIR_ENV = "RCN_JAX_DATA_DIR"
 NAMES = ("synthetic", "megc2019")
 MEGC2019_BUILDER = "megc2019"
+# data.resolution=None: an imported dataset's own image size; built and synthetic maps are full
+# resolution, so they keep this network input size.
+DEFAULT_RESOLUTION = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +113,12 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   directory = str(directory)
+  metadata = dataset_metadata(directory)
+  convert = transform.to_network_input
+  if metadata.get("imported"):  # the files' values and channel order (data_prep.import_flowmaps)
+    def convert(flow, size):
+      return transform.imported_to_network_input(flow, size, channels=metadata["channels"],
+                                                 value_range=metadata["value_range"])
   listed = sample_list.read_official_list(datasets)
   position = {(s.dataset, s.subject, s.sample): i for i, s in enumerate(listed)}
   source = tfds.builder_from_directory(directory).as_data_source("train")
@@ -132,10 +145,17 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
     flow = np.asarray(record["flow"], np.float32)
     if not np.isfinite(flow).all():
       raise errors.UserError(f"{where}: non-finite flow values")
-    flows[slot] = transform.to_network_input(flow, resolution)
+    flows[slot] = convert(flow, resolution)
+  # An import made with --allow-missing records what it lacks: a partial composite of the rest.
+  known_missing = set(metadata.get("missing", ()))
   missing = [f"{s.dataset}/{s.subject}/{s.sample}" for s, f in zip(listed, flows) if f is None]
-  if missing:
+  if set(missing) - known_missing:
+    missing = sorted(set(missing) - known_missing, key=missing.index)
     raise errors.UserError(f"{directory}: {len(missing)} listed sample(s) missing, e.g. {missing[:5]}")
+  listed = [s for s, f in zip(listed, flows) if f is not None]
+  flows = [f for f in flows if f is not None]
+  if not listed:
+    raise errors.UserError(f"{directory}: no samples of data.datasets={list(datasets or ())}")
   return Composite(
       flows=np.stack(flows).astype(np.float32),
       labels=np.asarray([s.label for s in listed], np.int64),
@@ -145,7 +165,29 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
       source=directory)
 
 
-def load_composite(name: str, *, data_dir: str | None = None, resolution: int = 60,
+def dataset_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+  """A flow-map dataset's metadata (`metadata.json`: how it was made); {} when it has none."""
+  path = Path(directory) / "metadata.json"
+  return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def configured_resolution(data: Mapping[str, Any]) -> int:
+  """`data.resolution`, or when None the imported dataset's own image side (else DEFAULT_RESOLUTION)."""
+  if data["resolution"] is not None:
+    return int(data["resolution"])
+  if data["name"] != MEGC2019_BUILDER:
+    return DEFAULT_RESOLUTION
+  directory = megc2019_directory(data["data_dir"] or default_data_dir(), data["flow_backend"])
+  size = dataset_metadata(directory).get("image_size")
+  if not size:
+    return DEFAULT_RESOLUTION
+  if size[0] != size[1]:
+    raise errors.UserError(f"data.resolution: the maps of {directory} are {size[0]}x{size[1]} px, not square; "
+                           "set data.resolution")
+  return int(size[0])
+
+
+def load_composite(name: str, *, data_dir: str | None = None, resolution: int = DEFAULT_RESOLUTION,
                    datasets: Sequence[str] | None = None, flow_backend: str = "tvl1") -> Composite:
   """Loads a composite by name.
 
@@ -186,14 +228,20 @@ def check_settings(name: str, *, resolution: int, datasets: Sequence[str] | None
 def check_configured(data: Mapping[str, Any]) -> None:
   """Checks a config's `data` section without reading samples: its settings, and that a
   `megc2019` build is there (the built-in data is built on first use)."""
-  check_settings(data["name"], resolution=int(data["resolution"]), datasets=data["datasets"])
+  given = data["resolution"]
+  check_settings(data["name"], resolution=DEFAULT_RESOLUTION if given is None else int(given), datasets=data["datasets"])
   if data["name"] == "megc2019":
     megc2019_directory(data["data_dir"] or default_data_dir(), data["flow_backend"])
+  resolution = configured_resolution(data)
+  if given is None and not transform.MIN_RESOLUTION <= resolution <= transform.MAX_RESOLUTION:
+    raise errors.UserError(
+        f"data.resolution: the {data['flow_backend']!r} maps are {resolution}x{resolution} px; the networks take "
+        f"{transform.MIN_RESOLUTION}..{transform.MAX_RESOLUTION} px: set data.resolution (maps are area-resized)")
 
 
 def load_configured(data: Mapping[str, Any]) -> Composite:
   """The composite a run config's `data` section names (a ConfigDict or the dict in `config.json`)."""
-  return load_composite(data["name"], data_dir=data["data_dir"], resolution=int(data["resolution"]),
+  return load_composite(data["name"], data_dir=data["data_dir"], resolution=configured_resolution(data),
                         datasets=data["datasets"], flow_backend=data["flow_backend"])
 
 

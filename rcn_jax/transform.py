@@ -74,3 +74,31 @@ def to_network_input(flow_map: np.ndarray, resolution: int, *,
   network_input = normalise_min_max(resize_area(flow_map, resolution))
   return from_png(to_png(network_input)) if png_round_trip else network_input
 
+
+
+def imported_to_network_input(image: np.ndarray, resolution: int, *, channels: str = "rgb",
+                              value_range: tuple[float, float] | str = (0.0, 255.0)) -> np.ndarray:
+  """The network input of an imported flow image (`data_prep.import_flowmaps` stores the file's values).
+
+  Args:
+    image: `[H, W, 3]` the stored values, in the file's channel order.
+    resolution: output side in px; the image is area-resized first when its size differs.
+    channels: `rgb` when the file's R, G, B hold u, v, strain; `bgr` when they hold strain, v, u.
+    value_range: `(LO, HI)` mapped linearly to [0, 1] (so 8-bit 0..255 at the image's own size gives
+      exactly ToTensor's x / 255, `from_png`), or `minmax` per channel as `to_network_input`.
+  Returns:
+    `[resolution, resolution, 3]` float32 in [0, 1], channels u, v, strain.
+  """
+  image = np.asarray(image, np.float32)
+  if channels not in ("rgb", "bgr"):
+    raise errors.UserError(f"imported flow maps: channels {channels!r}, expected rgb or bgr")
+  if channels == "bgr":
+    image = image[..., ::-1]
+  if isinstance(value_range, str):
+    if value_range != "minmax":
+      raise errors.UserError(f"imported flow maps: value range {value_range!r}, expected [LO, HI] or minmax")
+    return to_network_input(image, resolution)
+  if image.shape[:2] != (resolution, resolution):
+    image = resize_area(image, resolution)
+  low, high = (float(v) for v in value_range)
+  return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)

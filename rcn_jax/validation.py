@@ -1,6 +1,7 @@
 """One check of a run config before anything slow: `validate(config)` at the entry of every command.
 
-It covers every section a run reads: `train`, `seeds`, `protocol`, `parallel`, `report`,
+It first resolves `data.resolution` when None (in place, so the run records the size it used), then
+covers every section a run reads: `train`, `seeds`, `protocol`, `parallel`, `report`,
 `checkpoint`, `init`, `data` (that a `megc2019` dataset is there), `model` (each architecture built
 and traced abstractly once at the input size, `rcn_jax.engine.plan.check_model`) and, for a search
 config, `search` (`rcn_jax.search.settings.check_search`). A bad value is a `UserError` naming its
@@ -17,7 +18,7 @@ import jax
 import ml_collections
 
 from rcn_jax import errors, folds
-from rcn_jax.data import Composite, check_configured
+from rcn_jax.data import Composite, check_configured, configured_resolution
 from rcn_jax.engine import initial, plan, strategies
 from rcn_jax.engine.program import check_optimizer
 from rcn_jax.search import settings as search_settings
@@ -33,6 +34,7 @@ def validate(config: ml_collections.ConfigDict, composite: Composite | None = No
   """
   _check_training(config)
   initial.check_settings(config.init)
+  resolve_resolution(config, composite)
   if composite is None:
     check_configured(config.data)
     size = (config.data.resolution, config.data.resolution)
@@ -42,6 +44,15 @@ def validate(config: ml_collections.ConfigDict, composite: Composite | None = No
     search_settings.check_search(config)
   else:
     plan.check_model(config, size)
+
+
+def resolve_resolution(config: ml_collections.ConfigDict, composite: Composite | None = None) -> None:
+  """Sets `data.resolution` when None (the data's own size; `rcn_jax.data.configured_resolution`), in
+  place, so the run's `config.json` records the size it trained at and its analyses reopen it so."""
+  if config.data.resolution is None:
+    resolution = composite.flows.shape[1] if composite is not None else configured_resolution(config.data)
+    with config.unlocked():
+      config.data.resolution = int(resolution)
 
 
 def _check_training(config: ml_collections.ConfigDict) -> None:

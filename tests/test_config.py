@@ -31,7 +31,7 @@ def load(name, arg=None):
 def test_every_config_loads_and_builds_its_model(name, arg):
   config = load(name, arg)
   assert (config.model.features, config.model.pool_size) == TABLE_V[name]
-  assert config.data.resolution == 60
+  assert config.data.resolution is None  # the data's own size: an import's, 60 for built maps
   assert config.data.datasets == ("casme2", "smic", "samm")
   smoke = arg is not None and "smoke" in arg
   assert config.protocol.max_folds == (config_lib.SMOKE_FOLDS if smoke else 0)
@@ -64,10 +64,6 @@ def test_training_presets_follow_the_protocol():
   assert default.preset == "default"
   assert (default.learning_rate, default.momentum, default.weight_decay, default.batch_size) == (5e-4, 0.9, 0.0, 64)
   assert default.loss_threshold == 0.0  # fixed epochs, as the official script
-
-
-def test_parallel_section_has_only_what_the_engine_reads():
-  assert sorted(load("rcn_f").parallel) == ["models_per_call", "steps_per_call", "strategy"]
 
 
 def test_depth_config_selects_models_1_to_4():
@@ -127,6 +123,7 @@ def test_studies_build_their_configs_without_the_repository_configs(monkeypatch)
   from rcn_jax.studies import search_study  # pylint: disable=g-import-not-at-top
 
   expected = load("depth", "depth=3,paper")
+  expected.data.resolution = 60  # a study names its resolution; a config file follows the data's
   expected_search = load("search")
   monkeypatch.setitem(sys.modules, "configs", None)  # `import configs` fails, as outside a checkout
   data = studies.NamedData()

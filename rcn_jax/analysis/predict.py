@@ -71,7 +71,7 @@ class Prediction:
 
 
 def predict_pair(run: TrainedRun, onset: np.ndarray, apex: np.ndarray, *, held_out: str | None = None,
-                 seeds: Sequence[int] | None = None) -> Prediction:
+                 seeds: Sequence[int] | None = None, backend: str | None = None) -> Prediction:
   """Scores one onset/apex pair with the run's fold models.
 
   Args:
@@ -80,11 +80,12 @@ def predict_pair(run: TrainedRun, onset: np.ndarray, apex: np.ndarray, *, held_o
     apex: the same size.
     held_out: keep only the models that held out this fold (`dataset/subject`).
     seeds: keep only these seeds.
+    backend: the optical-flow backend (default: the run's `data.flow_backend`).
 
   Returns:
     The prediction.
   """
-  inputs = inference.network_input(onset, apex, backend=run.flow_backend, resolution=run.resolution,
+  inputs = inference.network_input(onset, apex, backend=backend or run.flow_backend, resolution=run.resolution,
                                    magnification=run.magnification)[None]
   indices = run.select(held_out, seeds)
   probabilities = run.probabilities(inputs, indices)[:, 0]
@@ -125,6 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--apex_method", default="xia_std", help="apex detector for --clip (default xia_std)")
   parser.add_argument("--size", default="auto", help=f"frame size before the flow: {inference.SIZE_CHOICES} "
                       "(auto: 220x200 for MEGC2019 runs, as data_prep builds them; the frames' size otherwise)")
+  parser.add_argument("--flow_backend", help="optical-flow backend for the frames (default: the run's; a run "
+                      "trained on imported flow maps needs one named: the import does not say how its maps were made)")
   parser.add_argument("--held_out", help="only the models that held out DATASET/SUBJECT (the run's LOSO "
                       "prediction for a sample of that subject)")
   parser.add_argument("--seeds", help="only these run seeds, comma-separated")
@@ -148,11 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _predict_command(args: argparse.Namespace) -> None:
   run = load_run(args.workdir)
+  backend = args.flow_backend or run.flow_backend
+  if backend not in inference.BACKENDS:
+    raise errors.UserError(f"{args.workdir} trained on imported flow maps {run.flow_backend!r} (data.flow_backend), "
+                           f"which name no optical-flow backend: pass --flow_backend=one of {sorted(inference.BACKENDS)} "
+                           "for the frames (the one that made the imported maps, if known)")
   data_name = run.config["data"]["name"]
   size = inference.frame_size(args.size, data_name)
   if args.clip:
     pair = inference.clip_pair(args.clip, apex_method=args.apex_method, data_name=data_name, size=size,
-                               backend=run.flow_backend)
+                               backend=backend)
   else:
     onset = inference.read_frame(args.onset, data_name=data_name, size=size)
     apex = inference.read_frame(args.apex, data_name=data_name, size=size)
@@ -160,7 +168,7 @@ def _predict_command(args: argparse.Namespace) -> None:
       raise errors.UserError(f"onset {args.onset} {onset.shape} and apex {args.apex} {apex.shape} differ in size")
     pair = FramePair(onset, apex, Path(args.onset).name, Path(args.apex).name, "given")
   seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-  prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds)
+  prediction = predict_pair(run, pair.onset, pair.apex, held_out=args.held_out, seeds=seeds, backend=backend)
   if args.cam:
     cam.write_pair_cams(args.cam, run, pair, prediction.inputs, prediction.models)
   if args.json:

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rcn_jax import errors, folds, models, sample_list, selection
+from rcn_jax import errors, folds, models, sample_list, selection, transform
 from rcn_jax.data import Composite
 from rcn_jax.engine import initial, strategies
 from rcn_jax.engine.program import Data, EpochSettings, ModelProgram, SlotTables, make_optimizer
@@ -73,14 +73,41 @@ def check_model(config: ml_collections.ConfigDict, size: tuple[int, int]) -> Non
     architecture_config = copy.deepcopy(config)
     with architecture_config.unlocked():
       architecture_config.model.preset = architecture
+    program = create_program(architecture_config, max_train_size=config.train.batch_size)
     try:
-      trace_model(create_program(architecture_config, max_train_size=config.train.batch_size), size)
+      trace_model(program, size)
     except (TypeError, ValueError) as error:
       if isinstance(error, errors.UserError):
         raise
+      smallest = smallest_input(program, size[0] + 1)
+      hint = (f"the smallest it takes is {smallest}x{smallest} px (data.resolution={smallest})" if smallest
+              else f"it takes no square input up to {transform.MAX_RESOLUTION} px")
       raise errors.UserError(f"model.preset={architecture!r} with model.features={model.features}, "
-                             f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px: "
-                             f"{errors.one_line(error)}") from error
+                             f"model.pool_size={model.pool_size} cannot take inputs of {size[0]}x{size[1]} px "
+                             f"({hint}): {errors.one_line(error)}") from error
+
+
+def _traces(program: ModelProgram, side: int) -> bool:
+  try:
+    trace_model(program, (side, side))
+  except (TypeError, ValueError):
+    return False
+  return True
+
+
+def smallest_input(program: ModelProgram, low: int) -> int | None:
+  """The smallest square side >= `low` (up to the largest resolution) that the model takes, or None.
+
+  A model that takes a side takes every larger one (convolutions and pools only shrink), so a
+  bisection finds it in a few abstract traces.
+  """
+  high = transform.MAX_RESOLUTION
+  if low > high or not _traces(program, high):
+    return None
+  while low < high:
+    middle = (low + high) // 2
+    low, high = (low, middle) if _traces(program, middle) else (middle + 1, high)
+  return low
 
 
 def trace_model(program: ModelProgram, size: tuple[int, int]) -> Any:
