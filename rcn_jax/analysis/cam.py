@@ -48,7 +48,10 @@ def feature_module_name(variables: Mapping[str, Any]) -> str:
     return layers[-1]
   stems = [n for n in names if n.startswith("stem")]
   if len(stems) != 1:
-    raise ValueError(f"cannot tell the last feature module among the parameters {names}")
+    # CAMs read an RCN's pooled feature maps; the comparison models (STSTNet, ResNet18, ...) have
+    # no such module, so asking for their CAMs is a user-facing limit, not a bug.
+    raise errors.UserError(f"CAM maps need an RCN (its stem and layer_k modules); this run's model has "
+                           f"the modules {names}")
   return stems[0]
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from rcn_jax import models, plots, run_folder
+from rcn_jax import errors, models, plots, run_folder
 from rcn_jax.analysis import cam, trained_run
 from fixtures.shared_run import shared_tiny_run
 
@@ -40,6 +40,15 @@ def test_maps_sum_to_the_logits_without_bias(preset, feature_module):
   np.testing.assert_allclose(activations.maps.sum(axis=(1, 2)), logits - [0.3, -0.2, 0.1], atol=2e-5)
   assert np.abs(logits).max() > 0.5  # the identity is not trivially 0 = 0
   np.testing.assert_allclose(activations.probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_model_without_rcn_feature_modules_is_a_user_error():
+  """CAMs of a comparison model (STSTNet) are one line naming its modules, not a traceback."""
+  module = models.create_model("ststnet", features=8, pool_size=2)
+  variables = jax.eval_shape(lambda x: module.init({"params": jax.random.PRNGKey(0)}, x, train=False),
+                             np.zeros((1, 28, 28, 3), np.float32))
+  with pytest.raises(errors.UserError, match=r"CAM maps need an RCN.*'conv1'"):
+    cam.feature_module_name(variables)
 
 
 def test_maps_follow_where_the_class_evidence_is():
