@@ -340,7 +340,7 @@ class ModelProgram:
         loss_sum=loss_sum,
         active=active & ~stops,
         epochs_trained=state.epochs_trained + (active & ends_epoch).astype(jnp.int32),
-        loss_history=jnp.where(ends_epoch, history.at[epoch].set(jnp.where(active, epoch_loss, jnp.nan)),
+        loss_history=jnp.where(ends_epoch, history.at[epoch].set(jnp.where(active, epoch_loss, jnp.nan).astype(history.dtype)),
                                history))
 
   def predict(self, variables: dict[str, Any], inputs: jax.Array, test_indices: jax.Array) -> jax.Array:
