@@ -10,6 +10,7 @@ importer. Float64 must agree to rounding; float32 relative to each tensor's scal
 kernels differ in their last bits from one CPU instruction set to the next.
 """
 
+import functools
 import json
 import pathlib
 
@@ -43,6 +44,12 @@ def _import(preset: str, state_dict: dict, dtype) -> dict:
   return jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled_step(program: ModelProgram):
+  """One compiled step per program (equal programs are equal): the break tests reuse the cases' compilations."""
+  return jax.jit(program.train_step)
+
+
 def _run(name: str, precision: str, *, weight_decay: float | None = None, mask_padding: bool = True):
   """rcn-jax's six steps and eval logits; returns (losses [6], variables after, eval logits [48, 3])."""
   vectors = _read(name)
@@ -57,7 +64,7 @@ def _run(name: str, precision: str, *, weight_decay: float | None = None, mask_p
   program = ModelProgram(module, make_optimizer(meta["lr"], meta["momentum"], decay), settings)
   state = program.start(_import(preset, state_dict, dtype))
   data = Data(jnp.asarray(vectors["x"].transpose(0, 2, 3, 1), dtype), jnp.asarray(vectors["y"], jnp.int32))
-  step = jax.jit(program.train_step)
+  step = _compiled_step(program)
   carry = (state.params, state.batch_stats, state.opt_state, jnp.asarray(0.0, dtype), state.active)
   losses = []
   for row in order:
