@@ -247,8 +247,13 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.compare:
     sides = {}
-    for path in args.compare:
-      sides.update(json.loads(Path(path).read_text())["sides"])
+    for path in args.compare:  # files of one side (seed ranges run apart) merge their seeds
+      for label, side in json.loads(Path(path).read_text())["sides"].items():
+        if label in sides:
+          sides[label] = {**sides[label], "seeds": sides[label]["seeds"] + side["seeds"],
+                          "wall_s": sides[label]["wall_s"] + side["wall_s"]}
+        else:
+          sides[label] = side
     summary = compare(sides)
     _print(summary)
     if args.out:
