@@ -72,12 +72,26 @@ def run_jax(args) -> list[dict]:
     config.train.num_epochs = args.epochs
     config.seeds = seeds
     config.report.bootstrap_resamples = 0
+    config.protocol.max_folds = args.max_folds
+    config.model.dropout_rate = args.dropout
     if args.jax_init:
       config.init.per_fold = os.path.join(args.jax_init, f"seed{seeds[0]}")
     workdir = tempfile.mkdtemp(prefix="seed_study_jax_", dir=args.workdir)
     results = train.train_and_evaluate(config, workdir, composite)
-    per_seed += [{"seed": s["seed"], "uar": s["uar"], "uf1": s["uf1"]} for s in results["seeds"]]
+    probabilities = _run_probabilities(workdir) if args.max_folds else {}
+    per_seed += [{"seed": s["seed"], "uar": s["uar"], "uf1": s["uf1"],
+                  **({"probabilities": probabilities[s["seed"]]} if probabilities else {})} for s in results["seeds"]]
   return per_seed
+
+
+def _run_probabilities(workdir: str) -> dict[int, dict[str, list[float]]]:
+  """`{seed: {sample: [p_negative, p_positive, p_surprise]}}` of a run folder's predictions.csv."""
+  import csv  # pylint: disable=g-import-not-at-top
+  out = {}
+  with open(os.path.join(workdir, "predictions.csv"), newline="") as stream:
+    for row in csv.DictReader(stream):
+      out.setdefault(int(row["seed"]), {})[row["sample"]] = [float(row[f"p_{c}"]) for c in ("negative", "positive", "surprise")]
+  return out
 
 
 def _official_state_dict(model) -> dict:
@@ -121,9 +135,10 @@ def run_torch(args) -> list[dict]:
   for seed in args.seed_list:
     started = time.perf_counter()
     torch.manual_seed(seed)
-    predictions = np.full(len(labels), -1)
-    for fold in _folds(composite):
-      model = TorchRCN("rcn_a", FEATURES, POOL)
+    predictions, probabilities = np.full(len(labels), -1), {}
+    run_folds = _folds(composite)[:args.max_folds or None]
+    for fold in run_folds:
+      model = TorchRCN("rcn_a", FEATURES, POOL, dropout=args.dropout)
       if args.save_init:
         folder = Path(args.save_init) / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -145,9 +160,13 @@ def run_torch(args) -> list[dict]:
       model.eval()
       with torch.no_grad():
         test = torch.from_numpy(fold.test_indices)
-        predictions[fold.test_indices] = model(inputs[test]).argmax(dim=1).numpy()
-    per_seed.append({"seed": seed, **_scores(composite.labels, predictions),
-                     "seconds": time.perf_counter() - started})
+        probs = torch.softmax(model(inputs[test]), dim=1).numpy()
+      predictions[fold.test_indices] = probs.argmax(axis=1)
+      probabilities.update({composite.samples[i]: p.tolist() for i, p in zip(fold.test_indices, probs)})
+    tested = predictions >= 0
+    per_seed.append({"seed": seed, **_scores(composite.labels[tested], predictions[tested]),
+                     "seconds": time.perf_counter() - started,
+                     **({"probabilities": probabilities} if args.max_folds else {})})
     print(f"torch seed {seed}: UAR {per_seed[-1]['uar']:.4f} UF1 {per_seed[-1]['uf1']:.4f} "
           f"({per_seed[-1]['seconds']:.0f} s)", flush=True)
   return per_seed
@@ -208,6 +227,12 @@ def compare(sides: dict[str, dict]) -> dict:
       summary.setdefault(name, {})[metric] = {"values": values, "mean": float(np.mean(values)),
                                                "std": float(np.std(values, ddof=1))}
   names = list(sides)
+  if len(names) == 2 and all("probabilities" in s for side in sides.values() for s in side["seeds"]):
+    # Checks on a few folds keep every probability: the largest difference between the sides.
+    by_seed = [{s["seed"]: s["probabilities"] for s in sides[n]["seeds"]} for n in names]
+    summary["max_probability_difference"] = max(
+        abs(a - b) for seed in by_seed[0] for sample in by_seed[0][seed]
+        for a, b in zip(by_seed[0][seed][sample], by_seed[1][seed][sample]))
   if len(names) == 2:
     summary["welch"] = {m: welch(summary[names[0]][m]["values"], summary[names[1]][m]["values"]) for m in ("uar", "uf1")}
   return summary
@@ -215,13 +240,15 @@ def compare(sides: dict[str, dict]) -> dict:
 
 def _print(summary: dict) -> None:
   for name, entry in summary.items():
-    if name == "welch":
+    if name == "max_probability_difference":
+      print(f"largest difference of a test probability between the sides: {entry:.2e}")
+    if not isinstance(entry, dict) or name == "welch":
       continue
     for metric, values in entry.items():
       listed = " ".join(f"{v:.4f}" for v in values["values"])
       print(f"{name:>28} {metric.upper()}: mean {values['mean']:.4f} std {values['std']:.4f}  [{listed}]")
   for metric, test in summary.get("welch", {}).items():
-    print(f"Welch {metric.upper()} ({' - '.join(n for n in summary if n != 'welch')}): "
+    print(f"Welch {metric.upper()} ({' - '.join(n for n in summary if isinstance(summary[n], dict) and n != 'welch')}): "
           f"t {test['t']:.3f} df {test['df']:.1f} p {test['p']:.4f}")
 
 
@@ -236,6 +263,8 @@ def main(argv=None) -> int:
   parser.add_argument("--seed-list", type=lambda t: [int(s) for s in t.split(",")], default=None)
   parser.add_argument("--epochs", type=int, default=10)
   parser.add_argument("--resolution", type=int, default=28)
+  parser.add_argument("--max-folds", type=int, default=0, help="the first N folds only (0: all; checks)")
+  parser.add_argument("--dropout", type=float, default=0.5, help="0 with both swaps: the sides must agree")
   parser.add_argument("--torch-threads", type=int, default=1)
   parser.add_argument("--save-init", default=None, help="official side: write each fold's initial weights here")
   parser.add_argument("--jax-init", default=None, help="rcn-jax side: start from --save-init's weights")
@@ -270,7 +299,8 @@ def main(argv=None) -> int:
   side = {"seeds": seeds, "epochs": args.epochs, "resolution": args.resolution,
           "wall_s": time.perf_counter() - started, "load_average_before": load_before,
           "load_average_after": _load_average(), "cpus": os.cpu_count(),
-          "swaps": {"jax_init": args.jax_init, "jax_order": args.jax_order}}
+          "swaps": {"jax_init": args.jax_init, "jax_order": args.jax_order}, "dropout": args.dropout,
+          "max_folds": args.max_folds}
   label = args.label or ("rcn-jax" if args.side == "jax" else "official (PyTorch)")
   _print(compare({label: side}))
   print(f"{label}: {side['wall_s']:.0f} s, load average {load_before} -> {side['load_average_after']}")
