@@ -295,6 +295,7 @@ def main(argv=None) -> int:
                           "wall_s": sides[label]["wall_s"] + side["wall_s"]}
         else:
           sides[label] = side
+        sides[label]["seeds"].sort(key=lambda s: s["seed"])
     summary = compare(sides)
     _print(summary)
     if args.out:
