@@ -74,7 +74,7 @@ def _run(name: str, precision: str, *, weight_decay: float | None = None, mask_p
     carry = step(carry, (jnp.asarray(indices), jnp.asarray(valid), data, jax.random.PRNGKey(0)))
     losses.append(float(carry[3] - before) / valid.sum())  # the step's summed loss over its samples
   variables = {"params": carry[0], "batch_stats": carry[1]}
-  logits = program.logits(variables, data.inputs, train=False)
+  logits = jax.jit(functools.partial(program.logits, train=False))(variables, data.inputs)
   return np.asarray(losses), variables, np.asarray(logits)
 
 
