@@ -68,7 +68,7 @@ def measure(config, num_folds: int, epochs: int) -> tuple[float, float, int]:
   """(compile + warm-up epoch seconds, seconds per fold-epoch, devices) of `config`'s program."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rcn_jax import folds, sample_list  # pylint: disable=g-import-not-at-top
+  from rcn_jax import data, folds, sample_list  # pylint: disable=g-import-not-at-top
   from rcn_jax.engine import plan, strategies  # pylint: disable=g-import-not-at-top
   from rcn_jax.engine.program import Data, SlotTables  # pylint: disable=g-import-not-at-top
 
@@ -76,7 +76,7 @@ def measure(config, num_folds: int, epochs: int) -> tuple[float, float, int]:
   subjects = np.asarray([s.subject for s in listed])
   datasets = np.asarray([s.dataset for s in listed])
   labels = np.asarray([s.label for s in listed], np.int32)
-  size = config.data.resolution
+  size = data.configured_resolution(config.data)
   inputs = np.random.default_rng(0).random((len(listed), size, size, 3), np.float32)
   all_folds = folds.make_folds(subjects, datasets)
   run_folds = all_folds[:num_folds]
