@@ -34,12 +34,10 @@ def validate(config: ml_collections.ConfigDict, composite: Composite | None = No
   """
   _check_training(config)
   initial.check_settings(config.init)
-  resolve_resolution(config, composite)
   if composite is None:
-    check_configured(config.data)
-    size = (config.data.resolution, config.data.resolution)
-  else:
-    size = composite.flows.shape[1:3]
+    check_configured(config.data)  # before resolving: an unset resolution gets its own message
+  resolve_resolution(config, composite)
+  size = (config.data.resolution,) * 2 if composite is None else composite.flows.shape[1:3]
   if "search" in config:
     search_settings.check_search(config)
   else:

@@ -8,7 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 from fixtures import flow_images as fi
 from fixtures.loso_runs import launch, write_megc2019
-from rcn_jax import data, folds
+from rcn_jax import config as config_lib
+from rcn_jax import data, folds, validation
 from rcn_jax.analysis import predict
 from rcn_jax.transform import from_png, to_network_input
 
@@ -245,5 +246,9 @@ def test_an_import_smaller_than_the_networks_take_asks_for_a_resolution(tmp_path
              "datasets": ("casme2", "smic", "samm")}
   with pytest.raises(data.errors.UserError, match=r"'mine' maps are 12x12 px; the networks take 20..300 px"):
     data.check_configured(section)
+  config = config_lib.make_config(preset="rcn_a", features=4, pool_size=2, arg=None)
+  config.data.update(section)
+  with pytest.raises(data.errors.UserError, match=r"'mine' maps are 12x12 px"):
+    validation.validate(config)  # what every command runs first
   data.check_configured({**section, "resolution": 20})
   assert _read(out, resolution=20).flows.shape == (2, 20, 20, 3)
