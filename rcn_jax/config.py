@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import ml_collections
 
 from rcn_jax import errors
+from rcn_jax.models import comparison
 
 # Training presets: the paper (Sec. V-A) and the official release's script, plus the quick default.
 TRAINING_PRESETS: dict[str, dict[str, object]] = {
@@ -170,18 +171,20 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
   return config
 
 
-# Table V's comparison models (`rcn_jax.models.comparison`): training preset (their recipe unless
-# the argument names another), input side and input convention. ResNet18 and DenseNet121 are the
-# RCN paper's own baselines, trained from scratch on its flow maps: the RCN authors' training
-# script (`reference`), 60x60 [0, 1] u, v, strain as the RCNs.
+# Table V's comparison models: training preset (their recipe unless the argument names another)
+# and input convention; their input side and standard width are the model's own
+# (`rcn_jax.models.comparison.MODELS`). ResNet18 and DenseNet121 are the RCN paper's own baselines,
+# trained from scratch on its flow maps: the RCN authors' training script (`reference`), [0, 1]
+# u, v, strain as the RCNs.
 COMPARISON_RECIPES: dict[str, dict[str, object]] = {
-    "ststnet": dict(training="ststnet", resolution=28, input_order="bgr", input_scale=255.0, features=16),
-    "off_apexnet": dict(training="off_apexnet", resolution=28, input_order="rgb", input_scale=1.0, features=16),
-    "dual_inception": dict(training="dual_inception", resolution=28, input_order="rgb", input_scale=1.0,
-                           features=16),
-    "resnet18": dict(training="reference", resolution=60, input_order="rgb", input_scale=1.0, features=64),
-    "densenet121": dict(training="reference", resolution=60, input_order="rgb", input_scale=1.0, features=32),
+    "ststnet": dict(training="ststnet", input_order="bgr", input_scale=255.0),
+    "off_apexnet": dict(training="off_apexnet", input_order="rgb", input_scale=1.0),
+    "dual_inception": dict(training="dual_inception", input_order="rgb", input_scale=1.0),
+    "resnet18": dict(training="reference", input_order="rgb", input_scale=1.0),
+    "densenet121": dict(training="reference", input_order="rgb", input_scale=1.0),
 }
+# `model.features` of the fixed-width comparison models (they ignore it).
+FIXED_WIDTH_FEATURES = 16
 
 
 # Test-only stand-ins (one block per stage, `rcn_jax.models.comparison`) train by their family's recipe.
@@ -208,8 +211,9 @@ def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.Co
   training, _, _ = parse_arg(arg)
   if training == "default":
     arg = ",".join(filter(None, [str(recipe["training"]), arg]))
-  config = make_config(preset=preset, features=int(recipe["features"]), pool_size=1, arg=arg)
-  config.data.resolution = recipe["resolution"]
+  model = comparison.MODELS[preset]
+  config = make_config(preset=preset, features=model.features or FIXED_WIDTH_FEATURES, pool_size=1, arg=arg)
+  config.data.resolution = model.resolution
   config.model.input_order = recipe["input_order"]
   config.model.input_scale = recipe["input_scale"]
   return config

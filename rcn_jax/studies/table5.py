@@ -16,7 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rcn_jax import config as config_lib
 from rcn_jax import plots
+from rcn_jax.models import comparison
 from rcn_jax.studies.runner import Runner
 from rcn_jax.studies.specs import RunSpec
 from rcn_jax.studies.tables import DATASET_NAMES, Outputs, paper_name
@@ -60,8 +62,7 @@ PUBLISHED: dict[str, dict[str, tuple[float | None, float | None]]] = {
 ROW_ORDER = ("LBP-TOP", "Bi-WOOF", "ResNet18", "DenseNet121", "OFF-ApexNet", "STSTNet", "NMER",
              "Dual-Inception", "CapsuleNet", "DCN-DB", "RCN-A", "RCN-S", "RCN-W", "RCN-F")
 # Table V row of each comparison model (`Scale.table5_models`' first entry).
-ROW_OF = {"ststnet": "STSTNet", "off_apexnet": "OFF-ApexNet", "dual_inception": "Dual-Inception",
-          "resnet18": "ResNet18", "densenet121": "DenseNet121"}
+ROW_OF = {name: comparison.MODELS[name].paper_name for name in config_lib.COMPARISON_RECIPES}
 
 
 def table5_runs(runner: Runner) -> dict[str, RunSpec]:
