@@ -1,6 +1,6 @@
 """Cost of the `table5` study at full scale, per row, extrapolated from measured epochs.
 
-  nice python benchmarks/table5_cost.py [--folds 2] [--epochs 1] [--seeds 3] [--rows ststnet,rcn_a,...]
+  nice python benchmarks/table5_cost.py [--folds 2] [--epochs 1] [--seeds 3] [--rows STSTNet,RCN-A,...]
 
 For every row of `python -m rcn_jax.studies --study=table5 --scale=full` (RCN-A/S/W/F at their
 Table V settings by the RCN authors' script, `reference`; STSTNet, OFF-ApexNet, Dual-Inception,

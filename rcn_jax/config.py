@@ -183,8 +183,6 @@ COMPARISON_RECIPES: dict[str, dict[str, object]] = {
     "resnet18": dict(training="reference", input_order="rgb", input_scale=1.0),
     "densenet121": dict(training="reference", input_order="rgb", input_scale=1.0),
 }
-# `model.features` of the fixed-width comparison models (they ignore it).
-FIXED_WIDTH_FEATURES = 16
 
 
 # Test-only stand-ins (one block per stage, `rcn_jax.models.comparison`) train by their family's recipe.
@@ -212,7 +210,7 @@ def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.Co
   if training == "default":
     arg = ",".join(filter(None, [str(recipe["training"]), arg]))
   model = comparison.MODELS[preset]
-  config = make_config(preset=preset, features=model.features or FIXED_WIDTH_FEATURES, pool_size=1, arg=arg)
+  config = make_config(preset=preset, features=model.features or comparison.FIXED_WIDTH_FEATURES, pool_size=1, arg=arg)
   config.data.resolution = model.resolution
   config.model.input_order = recipe["input_order"]
   config.model.input_scale = recipe["input_scale"]

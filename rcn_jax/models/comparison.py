@@ -30,6 +30,9 @@ class ComparisonModel:
   features: int | None = None
 
 
+# `model.features` given to the fixed-width models (they ignore it).
+FIXED_WIDTH_FEATURES = 16
+
 MODELS: dict[str, ComparisonModel] = {
     "ststnet": ComparisonModel("STSTNet", ststnet.INPUT_SIZE),
     "off_apexnet": ComparisonModel("OFF-ApexNet", 28),

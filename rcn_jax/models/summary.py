@@ -81,7 +81,7 @@ def comparison_rows(names: Sequence[str] = ("ststnet", "off_apexnet", "dual_ince
   for name in names:
     spec = comparison.MODELS[name]
     params, flops = parameters_and_flops(
-        factory.create_model(name, features=spec.features or 16, pool_size=1), spec.resolution)
+        factory.create_model(name, features=spec.features or comparison.FIXED_WIDTH_FEATURES, pool_size=1), spec.resolution)
     rows.append({"preset": name, "paper_name": spec.paper_name, "features": spec.features,
                  "resolution": spec.resolution, "parameters": params, "flops": flops})
   return rows

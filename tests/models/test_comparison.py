@@ -62,7 +62,7 @@ def test_configs_carry_their_recipe_and_input_convention(name):
   config = importlib.import_module(f"configs.{name}").get_config()
   assert config.model.preset == name and config.train.preset == recipe["training"]
   assert config.data.resolution == comparison.MODELS[name].resolution
-  assert config.model.features == (comparison.MODELS[name].features or config_lib.FIXED_WIDTH_FEATURES)
+  assert config.model.features == (comparison.MODELS[name].features or comparison.FIXED_WIDTH_FEATURES)
   assert (config.model.input_order, config.model.input_scale) == (recipe["input_order"], recipe["input_scale"])
   assert config.train.num_epochs == config_lib.TRAINING_PRESETS[recipe["training"]]["num_epochs"]
   smoke = importlib.import_module(f"configs.{name}").get_config("smoke")
