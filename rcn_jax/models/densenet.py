@@ -10,7 +10,7 @@ Choices: `growth` (rcn-jax's `model.features`) is k (32 standard; the stem has 2
 bottleneck 4k); no dropout inside the blocks (torchvision's default drop_rate 0); batch norm as
 PyTorch's (eps 1e-5, momentum 0.1, unbiased running variance); conv kernels Kaiming-normal
 (fan_out), the classifier PyTorch's default. At 60x60 input the blocks see 15, 7, 3, 1 px
-(the transitions' average pooling floors odd sizes, as PyTorch's does).
+(the transitions' average pooling floors odd sizes, as PyTorch's does); the smallest input is 29 px.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ BLOCK_LAYERS = (6, 12, 24, 16)
 
 
 def avg_pool2(x: Array) -> Array:
-  """PyTorch's `AvgPool2d(2, 2)` (floor mode) by reshape and mean."""
+  """PyTorch's `AvgPool2d(2, 2)` (floor mode) by reshape and mean; as PyTorch, an error below 2x2."""
   n, h, w, c = x.shape
+  if min(h, w) < 2:
+    raise ValueError(f"a transition's 2x2 average pooling got {h}x{w} px: the input is too small")
   x = x[:, :h // 2 * 2, :w // 2 * 2]
   return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
