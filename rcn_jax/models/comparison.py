@@ -39,15 +39,7 @@ MODELS: dict[str, ComparisonModel] = {
     "dual_inception": ComparisonModel("Dual-Inception", 28),
     "resnet18": ComparisonModel("ResNet18", 60, 64),
     "densenet121": ComparisonModel("DenseNet121", 60, 32),
-    # One block per stage: the same modules at a depth that compiles in seconds (121 layers take
-    # minutes on a 2-core CPU). The studies' `tiny` scale and the tests train these in place of
-    # ResNet18 and DenseNet121; never a Table V result.
-    "resnet10": ComparisonModel("ResNet10 (tiny-scale stand-in for ResNet18)", 60, 64),
-    "densenet_tiny": ComparisonModel("DenseNet (1, 1, 1, 1) (tiny-scale stand-in for DenseNet121)", 60, 32),
 }
-# The depth of each residual / dense family member.
-_DEPTHS = {"resnet18": resnet.STAGE_BLOCKS, "resnet10": (1, 1, 1, 1),
-           "densenet121": densenet.BLOCK_LAYERS, "densenet_tiny": (1, 1, 1, 1)}
 
 
 def create(name: str, *, features: int, num_classes: int = 3, dropout_rate: float = 0.5,
@@ -58,8 +50,8 @@ def create(name: str, *, features: int, num_classes: int = 3, dropout_rate: floa
     name: the model.
     features: ResNet18's first-stage width or DenseNet121's growth rate; ignored by the others.
     num_classes: C.
-    dropout_rate: STSTNet's branch dropout, OFF-ApexNet's and Dual-Inception's fully connected
-      dropout; ResNet18 and DenseNet121 have none (as torchvision's).
+    dropout_rate: STSTNet's branch dropout, OFF-ApexNet's fully connected dropout; Dual-Inception
+      (as its authors' code), ResNet18 and DenseNet121 (as torchvision's) have none.
     pytorch_bn: PyTorch's unbiased running variance in batch norm (None: yes).
     steps: must be None (no recurrence).
   """
@@ -73,9 +65,9 @@ def create(name: str, *, features: int, num_classes: int = 3, dropout_rate: floa
   if name == "off_apexnet":
     return off_apexnet.OffApexNet(num_classes, dropout_rate)
   if name == "dual_inception":
-    return dual_inception.DualInception(num_classes, dropout_rate)
-  if name.startswith("resnet"):
-    return resnet.ResNet(_DEPTHS[name], features, num_classes, unbiased)
-  if name.startswith("densenet"):
-    return densenet.DenseNet(_DEPTHS[name], features, num_classes, unbiased)
+    return dual_inception.DualInception(num_classes)
+  if name == "resnet18":
+    return resnet.ResNet(resnet.STAGE_BLOCKS, features, num_classes, unbiased)
+  if name == "densenet121":
+    return densenet.DenseNet(densenet.BLOCK_LAYERS, features, num_classes, unbiased)
   raise errors.UserError(f"model.preset={name!r}: expected one of {sorted(MODELS)}")

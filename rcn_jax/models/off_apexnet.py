@@ -4,8 +4,10 @@ The paper's network: the horizontal and vertical optical-flow components of the 
 (against the onset) each enter their own stream of two convolution + max-pooling stages, in the
 shape of LeNet-5 (5x5 kernels, 6 then 16 filters); the two streams' features are flattened and
 concatenated, then two fully connected layers of 1024 units and a softmax classifier follow.
-Input 28x28 per component. (Layer sizes as we read the paper; no code was shared, the RCN paper
-notes, so nothing here is checked against an implementation.)
+Input 28x28 per component. (Layer sizes as we read the paper; its authors released no code, the
+RCN paper notes. The only outside check: an independent implementation's published table, in the
+Off-TANet project's README, gives OFF-ApexNet 2.66 M parameters at 28x28, as this module has
+(2,664,475); 'valid' convolutions would give 1.58 M.)
 
 On rcn-jax's composite the flow map's channels are (u, v, strain): stream 1 reads channel 0 (u),
 stream 2 channel 1 (v); strain is not used, as in the paper (which has no strain input).

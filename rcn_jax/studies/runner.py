@@ -50,7 +50,7 @@ def make_run_config(spec: RunSpec, scale: Scale, data: DataSource, training: str
   Returns:
     The config.
   """
-  if spec.model in config_lib.COMPARISON_PRESETS:
+  if spec.model in config_lib.COMPARISON_RECIPES:
     # A Table V comparison model always trains by its own recipe (configs/<model>.py).
     config = config_lib.make_comparison_config(preset=spec.model, arg=None)
     config.model.features = spec.features
