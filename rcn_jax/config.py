@@ -96,7 +96,7 @@ def parse_arg(arg: str | None, **options: object) -> tuple[str, bool, dict[str, 
 
 
 def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
-                options: Mapping[str, object] | None = None) -> ml_collections.ConfigDict:
+                options: Mapping[str, object] | None = None, steps_per_call: int = 0) -> ml_collections.ConfigDict:
   """The full run config of a model preset.
 
   Args:
@@ -107,6 +107,7 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
     arg: the config argument (see the module docstring).
     options: the `key=value` options the calling config accepts, with defaults (it reads their
       values with `parse_arg` itself).
+    steps_per_call: the model's `parallel.steps_per_call` (`smoke` sets 1).
 
   Returns:
     The config.
@@ -154,7 +155,7 @@ def make_config(*, preset: str, features: int, pool_size: int, arg: str | None,
   config.parallel = ml_collections.ConfigDict()
   config.parallel.strategy = "auto"  # auto, vmap (accelerators), shard_map or loop (CPU).
   config.parallel.models_per_call = 0  # Models per device and call (0: auto; CPU 1, vmap: the largest block that fits).
-  config.parallel.steps_per_call = 0  # Training steps per compiled call (0: the whole epoch, fastest).
+  config.parallel.steps_per_call = steps_per_call  # Training steps per compiled call (0: the whole epoch, fastest).
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1
@@ -202,22 +203,21 @@ def make_comparison_config(*, preset: str, arg: str | None) -> ml_collections.Co
   Returns:
     `make_config`'s config with `model.features` the model's standard width (ResNet18's first
     stage, DenseNet121's growth rate; unused by the others), `model.pool_size` 1 (unused),
-    `data.resolution`, `model.input_order` / `input_scale` and (unless `smoke`)
-    `parallel.steps_per_call` the model's.
+    `data.resolution`, `model.input_order` / `input_scale` and `parallel.steps_per_call` the
+    model's.
   """
   if preset not in COMPARISON_RECIPES:
     raise errors.UserError(f"model {preset!r}: expected one of {sorted(COMPARISON_RECIPES)}")
   recipe = COMPARISON_RECIPES[preset]
-  training, smoke, _ = parse_arg(arg)
+  training, _, _ = parse_arg(arg)
   if training == "default":
     arg = ",".join(filter(None, [str(recipe["training"]), arg]))
   model = comparison.MODELS[preset]
-  config = make_config(preset=preset, features=model.features or comparison.FIXED_WIDTH_FEATURES, pool_size=1, arg=arg)
+  config = make_config(preset=preset, features=model.features or comparison.FIXED_WIDTH_FEATURES, pool_size=1, arg=arg,
+                       steps_per_call=int(recipe["steps_per_call"]))
   config.data.resolution = model.resolution
   config.model.input_order = recipe["input_order"]
   config.model.input_scale = recipe["input_scale"]
-  if not smoke:
-    config.parallel.steps_per_call = recipe["steps_per_call"]
   return config
 
 

@@ -12,6 +12,7 @@ reads them at their own size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -114,11 +115,11 @@ def read_flow_dataset(directory: str | os.PathLike, *, resolution: int,
 
   directory = str(directory)
   metadata = dataset_metadata(directory)
-  convert = transform.to_network_input
   if metadata.get("imported"):  # the files' values and channel order (data_prep.import_flowmaps)
-    def convert(flow, size):
-      return transform.imported_to_network_input(flow, size, channels=metadata["channels"],
-                                                 value_range=metadata["value_range"])
+    convert = functools.partial(transform.imported_to_network_input, channels=metadata["channels"],
+                                value_range=metadata["value_range"])
+  else:
+    convert = transform.to_network_input
   listed = sample_list.read_official_list(datasets)
   position = {(s.dataset, s.subject, s.sample): i for i, s in enumerate(listed)}
   source = tfds.builder_from_directory(directory).as_data_source("train")
@@ -225,9 +226,10 @@ def check_settings(name: str, *, resolution: int, datasets: Sequence[str] | None
     raise errors.UserError(f"data.resolution={resolution}: expected {transform.MIN_RESOLUTION}..{transform.MAX_RESOLUTION}")
 
 
-def check_configured(data: Mapping[str, Any]) -> None:
+def check_configured(data: Mapping[str, Any]) -> int:
   """Checks a config's `data` section without reading samples: its settings, and that a
-  `megc2019` build is there (the built-in data is built on first use)."""
+  `megc2019` build is there (the built-in data is built on first use). Returns the input side it
+  resolves to (`configured_resolution`)."""
   given = data["resolution"]
   check_settings(data["name"], resolution=DEFAULT_RESOLUTION if given is None else int(given), datasets=data["datasets"])
   if data["name"] == "megc2019":
@@ -237,6 +239,7 @@ def check_configured(data: Mapping[str, Any]) -> None:
     raise errors.UserError(
         f"data.resolution: the {data['flow_backend']!r} maps are {resolution}x{resolution} px; the networks take "
         f"{transform.MIN_RESOLUTION}..{transform.MAX_RESOLUTION} px: set data.resolution (maps are area-resized)")
+  return resolution
 
 
 def load_configured(data: Mapping[str, Any]) -> Composite:

@@ -75,7 +75,6 @@ def to_network_input(flow_map: np.ndarray, resolution: int, *,
   return from_png(to_png(network_input)) if png_round_trip else network_input
 
 
-
 def imported_to_network_input(image: np.ndarray, resolution: int, *, channels: str = "rgb",
                               value_range: tuple[float, float] | str = (0.0, 255.0)) -> np.ndarray:
   """The network input of an imported flow image (`data_prep.import_flowmaps` stores the file's values).

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 
 from rcn_jax import errors, folds
-from rcn_jax.data import Composite, check_configured, configured_resolution
+from rcn_jax.data import Composite, check_configured
 from rcn_jax.engine import initial, plan, strategies
 from rcn_jax.engine.program import check_optimizer
 from rcn_jax.search import settings as search_settings
@@ -34,23 +34,15 @@ def validate(config: ml_collections.ConfigDict, composite: Composite | None = No
   """
   _check_training(config)
   initial.check_settings(config.init)
-  if composite is None:
-    check_configured(config.data)  # before resolving: an unset resolution gets its own message
-  resolve_resolution(config, composite)
+  resolution = check_configured(config.data) if composite is None else composite.flows.shape[1]
+  if config.data.resolution is None:  # recorded, so the run's config.json says the size it trained at
+    with config.unlocked():
+      config.data.resolution = int(resolution)
   size = (config.data.resolution,) * 2 if composite is None else composite.flows.shape[1:3]
   if "search" in config:
     search_settings.check_search(config)
   else:
     plan.check_model(config, size)
-
-
-def resolve_resolution(config: ml_collections.ConfigDict, composite: Composite | None = None) -> None:
-  """Sets `data.resolution` when None (the data's own size; `rcn_jax.data.configured_resolution`), in
-  place, so the run's `config.json` records the size it trained at and its analyses reopen it so."""
-  if config.data.resolution is None:
-    resolution = composite.flows.shape[1] if composite is not None else configured_resolution(config.data)
-    with config.unlocked():
-      config.data.resolution = int(resolution)
 
 
 def _check_training(config: ml_collections.ConfigDict) -> None:

@@ -7,11 +7,10 @@ channels (16 = 3 + 5 + 8), average-pooled 2x2 stride 2 (10 -> 5), flattened in P
 channel-major order `[16, 5, 5]` and classified by Dense(400 -> 3).
 
 Choices where the description is silent, and why:
-- Every branch pads by 2 (issue 23's "padding 2 and 3, 5 and 8 output channels" read as padding 2,
-  and 3, 5 and 8 channels): the branches are concatenated, so all three must give the same size;
-  padding 2 gives 30 -> 10 -> 5. Padding 3 would also end at 5x5 (32 -> 11 -> 5) and the state
-  dicts' shapes cannot tell the two apart; the released STSTNet code pads by 2 as we recall it,
-  not re-checked here.
+- Every branch pads by 2 (the description's "3x3 convolutions with padding 2 and 3, 5 and 8 output
+  channels" read as padding 2, with 3, 5 and 8 channels): the branches are concatenated, so all
+  three must give the same size; padding 2 gives 30 -> 10 -> 5. Padding 3 would also end at 5x5
+  (32 -> 11 -> 5), and the state dicts' shapes cannot tell the two apart.
 - Max pooling pads with -inf (PyTorch's MaxPool2d); average pooling has no padding.
 - Batch norm: PyTorch's eps 1e-5, momentum 0.1 (0.9 in Flax's convention) and unbiased running
   variance (`layers.BatchNorm`), so imported PyTorch weights and statistics mean the same thing.
