@@ -22,6 +22,7 @@ from rcn_jax import errors, sample_list, transform
 
 from data_prep import apex as apex_lib
 from data_prep import face
+from data_prep.flow import BACKENDS  # noqa: F401  (rcn_jax reaches data_prep only through this module)
 from data_prep.flowmap import compute_flow_map, to_grey
 from data_prep.frames import list_frames
 from data_prep.magnify import MagnificationConfig, build_magnified_synthetic, magnify_pairs

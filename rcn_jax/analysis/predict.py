@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from data_prep import inference
-from data_prep.flow import BACKENDS
 from data_prep.inference import FramePair
 from rcn_jax import errors
 from rcn_jax.analysis import cam
@@ -153,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _predict_command(args: argparse.Namespace) -> None:
   run = load_run(args.workdir)
   backend = args.flow_backend or run.flow_backend
-  if backend not in BACKENDS:
+  if backend not in inference.BACKENDS:
     raise errors.UserError(f"{args.workdir} trained on imported flow maps {run.flow_backend!r} (data.flow_backend), "
-                           f"which name no optical-flow backend: pass --flow_backend=one of {sorted(BACKENDS)} "
+                           f"which name no optical-flow backend: pass --flow_backend=one of {sorted(inference.BACKENDS)} "
                            "for the frames (the one that made the imported maps, if known)")
   data_name = run.config["data"]["name"]
   size = inference.frame_size(args.size, data_name)
